@@ -1,0 +1,1 @@
+"""Datasets: the in-memory form, the sample generator and the importers."""

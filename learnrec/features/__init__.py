@@ -1,0 +1,1 @@
+"""Features shared by training and serving: encodings for the towers, ranking features."""

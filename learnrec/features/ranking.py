@@ -1,0 +1,301 @@
+"""Ranking features: one function computes them for training and for serving.
+
+The re-ranker sees each (learner, candidate) pair through the features below. Training
+builds its matrix by calling :func:`ranking_features` once per learner, exactly as the
+recommendation path does for one request, so the two cannot drift apart (train/serve
+skew is the classic silent failure of learning-to-rank systems).
+
+Catalog-wide statistics (:class:`ItemStats`) are computed once from the training
+interactions and saved in the model bundle; a learner's state (:class:`LearnerState`)
+comes from their history and profile at request time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from scipy import sparse
+
+from learnrec.features.space import UNKNOWN, FeatureSpace
+
+# How strong an event must be to count as completing an item (EVENT_STRENGTH of
+# "complete"); sources without event types never reach it.
+COMPLETION_STRENGTH = 4.0
+SIMILAR_NEIGHBOURS = 200
+RECENT_ITEMS = 3
+
+FEATURE_NAMES: tuple[str, ...] = (
+    "retrieval_score",
+    "retrieval_rank",
+    "log_popularity",
+    "popularity_percentile",
+    "similarity_max",
+    "similarity_mean",
+    "similarity_recent",
+    "similarity_rank",
+    "topic_affinity",
+    "interest_match",
+    "item_level",
+    "level_gap",
+    "abs_level_gap",
+    "prerequisite_count",
+    "prerequisites_seen",
+    "prerequisites_completed",
+    "log_history_length",
+)
+
+
+@dataclass
+class ItemStats:
+    """Per-item statistics indexed like the item vocabulary (row 0 = unknown item).
+
+    ``popularity`` [N+1], ``level`` [N+1] (NaN unknown), ``tokens`` [N+1, T] binary
+    topics and tags, ``prerequisites`` [N+1, N+1] binary, ``similarity`` [N+1, N+1]
+    item-item cosine over co-engagement, pruned to the strongest neighbours per item.
+    """
+
+    popularity: np.ndarray
+    level: np.ndarray
+    tokens: sparse.csr_matrix
+    prerequisites: sparse.csr_matrix
+    similarity: sparse.csr_matrix
+    token_keys: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        order = np.argsort(np.argsort(self.popularity, kind="stable"), kind="stable")
+        self.popularity_percentile = order / max(1, len(order) - 1)
+        self._token_index = {key: i for i, key in enumerate(self.token_keys)}
+
+    @property
+    def n_rows(self) -> int:
+        return len(self.popularity)
+
+    def token_columns(self, tokens: Iterable[str]) -> np.ndarray:
+        return np.array(
+            sorted({self._token_index[t] for t in tokens if t in self._token_index}), dtype=np.int64
+        )
+
+    def save(self, path: Path) -> None:
+        arrays: dict[str, Any] = {
+            "popularity": self.popularity,
+            "level": self.level,
+            "token_keys": np.array(self.token_keys, dtype=str),
+            **_csr_arrays("tokens", self.tokens),
+            **_csr_arrays("prerequisites", self.prerequisites),
+            **_csr_arrays("similarity", self.similarity),
+        }
+        np.savez_compressed(path, **arrays)
+
+    @classmethod
+    def load(cls, path: Path) -> ItemStats:
+        with np.load(path, allow_pickle=False) as data:
+            return cls(
+                popularity=data["popularity"],
+                level=data["level"],
+                tokens=_csr_from(data, "tokens"),
+                prerequisites=_csr_from(data, "prerequisites"),
+                similarity=_csr_from(data, "similarity"),
+                token_keys=[str(k) for k in data["token_keys"]],
+            )
+
+
+def _csr_arrays(name: str, matrix: sparse.csr_matrix) -> dict[str, np.ndarray]:
+    return {
+        f"{name}_data": matrix.data,
+        f"{name}_indices": matrix.indices,
+        f"{name}_indptr": matrix.indptr,
+        f"{name}_shape": np.array(matrix.shape),
+    }
+
+
+def _csr_from(data: Mapping[str, np.ndarray], name: str) -> sparse.csr_matrix:
+    return sparse.csr_matrix(
+        (data[f"{name}_data"], data[f"{name}_indices"], data[f"{name}_indptr"]),
+        shape=tuple(data[f"{name}_shape"]),
+    )
+
+
+def build_item_stats(
+    space: FeatureSpace,
+    item_tokens: Sequence[Sequence[str]],
+    item_levels: Sequence[float],
+    item_prerequisites: Sequence[Sequence[str]],
+    interactions: Iterable[tuple[str, str]],
+    neighbours: int = SIMILAR_NEIGHBOURS,
+) -> ItemStats:
+    """Statistics for the items of ``space`` (argument i describes item index i + 1).
+
+    Only topic and tag tokens enter ``tokens``: level and format are features of their
+    own, and would make every pair of same-level items look alike.
+    """
+    n = space.items.size
+    pairs = [(space.users.index(u), space.items.index(i)) for u, i in interactions]
+    rows = np.array([u for u, i in pairs if i != UNKNOWN], dtype=np.int64)
+    cols = np.array([i for _, i in pairs if i != UNKNOWN], dtype=np.int64)
+    # Unknown users still count: popularity and co-engagement don't need a user id.
+    engaged = sparse.csr_matrix(
+        (np.ones(len(rows), dtype=np.float32), (rows, cols)), shape=(space.users.size, n)
+    )
+    engaged.data[:] = 1.0
+    engaged.sum_duplicates()
+    engaged.data[:] = 1.0
+    popularity = np.asarray(engaged.sum(axis=0)).ravel().astype(np.float64)
+
+    keys = sorted({t for tokens in item_tokens for t in tokens if t.startswith(("topic:", "tag:"))})
+    key_index = {k: c for c, k in enumerate(keys)}
+    t_rows, t_cols = [], []
+    for i, tokens in enumerate(item_tokens):
+        for t in tokens:
+            if t in key_index:
+                t_rows.append(i + 1)
+                t_cols.append(key_index[t])
+    token_matrix = sparse.csr_matrix(
+        (np.ones(len(t_rows), dtype=np.float32), (t_rows, t_cols)), shape=(n, len(keys))
+    )
+    p_rows, p_cols = [], []
+    for i, prereqs in enumerate(item_prerequisites):
+        for p in prereqs:
+            j = space.items.index(p)
+            if j != UNKNOWN:
+                p_rows.append(i + 1)
+                p_cols.append(j)
+    prerequisites = sparse.csr_matrix(
+        (np.ones(len(p_rows), dtype=np.float32), (p_rows, p_cols)), shape=(n, n)
+    )
+    level = np.full(n, np.nan)
+    level[1:] = np.asarray(item_levels, dtype=float)
+    return ItemStats(
+        popularity=popularity,
+        level=level,
+        tokens=token_matrix,
+        prerequisites=prerequisites,
+        similarity=cosine_item_similarity(engaged, popularity, neighbours),
+        token_keys=keys,
+    )
+
+
+def cosine_item_similarity(
+    engaged: sparse.csr_matrix, popularity: np.ndarray, neighbours: int
+) -> sparse.csr_matrix:
+    """Cosine between items' learner sets, keeping each item's top neighbours."""
+    co = (engaged.T @ engaged).tocsr().astype(np.float32)
+    co.setdiag(0)
+    co.eliminate_zeros()
+    norms = np.sqrt(np.maximum(popularity, 1.0)).astype(np.float32)
+    co = sparse.diags(1 / norms) @ co @ sparse.diags(1 / norms)
+    co = co.tocsr()
+    rows, cols, vals = [], [], []
+    for r in range(co.shape[0]):
+        start, end = co.indptr[r], co.indptr[r + 1]
+        if end == start:
+            continue
+        data = co.data[start:end]
+        idx = co.indices[start:end]
+        if len(data) > neighbours:
+            keep = np.argpartition(-data, neighbours)[:neighbours]
+            data, idx = data[keep], idx[keep]
+        rows.append(np.full(len(data), r))
+        cols.append(idx)
+        vals.append(data)
+    if not rows:
+        return sparse.csr_matrix(co.shape, dtype=np.float32)
+    return sparse.csr_matrix(
+        (np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=co.shape
+    )
+
+
+@dataclass(frozen=True)
+class LearnerState:
+    """What the ranker knows of one learner at request time.
+
+    ``history`` item indices, oldest first, and ``strengths`` of the same length (the
+    strongest event per item); ``declared_level`` NaN when not given; ``interests`` item
+    token keys such as ``topic:python`` from the profile.
+    """
+
+    history: np.ndarray
+    strengths: np.ndarray
+    declared_level: float = float("nan")
+    interests: tuple[str, ...] = ()
+
+
+def ranking_features(
+    stats: ItemStats, learner: LearnerState, candidates: np.ndarray, retrieval_scores: np.ndarray
+) -> np.ndarray:
+    """Features [C, len(FEATURE_NAMES)] float32 for candidate item indices [C].
+
+    ``retrieval_scores`` [C] are the two-tower scores; candidates are ranked by them for
+    ``retrieval_rank``. Unknown values are NaN, which XGBoost routes as missing.
+    """
+    c = len(candidates)
+    out = np.full((c, len(FEATURE_NAMES)), np.nan, dtype=np.float32)
+    if c == 0:
+        return out
+    history = learner.history[learner.history != UNKNOWN]
+    out[:, 0] = retrieval_scores
+    out[:, 1] = _ranks(-retrieval_scores)
+    out[:, 2] = np.log1p(stats.popularity[candidates])
+    out[:, 3] = stats.popularity_percentile[candidates]
+
+    if len(history):
+        block = stats.similarity[candidates][:, history].toarray()
+        out[:, 4] = block.max(axis=1)
+        out[:, 5] = block.mean(axis=1)
+        out[:, 6] = block[:, -RECENT_ITEMS:].mean(axis=1)
+        # The rank among this learner's candidates is what item-to-item kNN would
+        # use; a rank transfers across learners where raw similarities don't.
+        out[:, 7] = _ranks(-out[:, 5])
+        profile = np.asarray(stats.tokens[history].sum(axis=0)).ravel()
+        norm = np.linalg.norm(profile)
+        if norm > 0:
+            cand_tokens = stats.tokens[candidates]
+            cand_norm = np.sqrt(np.asarray(cand_tokens.sum(axis=1)).ravel())
+            dots = cand_tokens @ profile
+            out[:, 8] = np.where(cand_norm > 0, dots / (norm * np.maximum(cand_norm, 1e-9)), 0.0)
+    else:
+        out[:, 4:7] = 0.0
+        out[:, 7] = 0.0
+
+    interest_cols = stats.token_columns(learner.interests)
+    if len(interest_cols):
+        cand_tokens = stats.tokens[candidates]
+        n_tokens = np.asarray(cand_tokens.sum(axis=1)).ravel()
+        hits = np.asarray(cand_tokens[:, interest_cols].sum(axis=1)).ravel()
+        out[:, 9] = np.where(n_tokens > 0, hits / np.maximum(n_tokens, 1), 0.0)
+
+    item_level = stats.level[candidates]
+    out[:, 10] = item_level
+    learner_level = learner.declared_level
+    if np.isnan(learner_level) and len(history):
+        levels = stats.level[history]
+        levels = levels[~np.isnan(levels)]
+        if len(levels):
+            learner_level = float(levels[-10:].mean())
+    out[:, 11] = item_level - learner_level
+    out[:, 12] = np.abs(item_level - learner_level)
+
+    prereqs = stats.prerequisites[candidates]
+    count = np.asarray(prereqs.sum(axis=1)).ravel()
+    out[:, 13] = count
+    if count.any():
+        seen = np.zeros(stats.n_rows, dtype=np.float32)
+        seen[history] = 1.0
+        done = np.zeros(stats.n_rows, dtype=np.float32)
+        done[learner.history[learner.strengths >= COMPLETION_STRENGTH]] = 1.0
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out[:, 14] = np.where(count > 0, (prereqs @ seen) / count, np.nan)
+            out[:, 15] = np.where(count > 0, (prereqs @ done) / count, np.nan)
+    out[:, 16] = np.log1p(len(history))
+    return out
+
+
+def _ranks(values: np.ndarray) -> np.ndarray:
+    """0 for the smallest value, 1 for the next, ... (ties in input order)."""
+    order = np.argsort(values, kind="stable")
+    ranks = np.empty(len(values), dtype=np.float32)
+    ranks[order] = np.arange(len(values), dtype=np.float32)
+    return ranks

@@ -1,0 +1,1 @@
+"""Re-ranking retrieval candidates with XGBoost learning-to-rank."""

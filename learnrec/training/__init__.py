@@ -1,0 +1,1 @@
+"""Training jobs: the logic behind the SageMaker entry points in training/."""

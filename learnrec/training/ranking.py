@@ -1,0 +1,132 @@
+"""Train the XGBoost re-ranker on the retrieval model's own candidates.
+
+The ranker must learn what the two-tower misses, so it is trained the way it will be
+used: for each learner, the retrieval model proposes TOP_K_RETRIEVAL candidates from
+their history (``fit`` interactions), and the items the learner went on to engage with
+(``labels``, held out of the retrieval job's training data) are the positives. Catalog
+statistics for training come from ``fit`` alone, as serving's come from all it knows.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from tqdm.auto import tqdm
+
+from learnrec.data.dataset import Dataset
+from learnrec.features.ranking import FEATURE_NAMES, ItemStats, ranking_features
+from learnrec.features.space import FeatureSpace
+from learnrec.ranking.model import RankerParams, fit_ranker
+from learnrec.retrieval.candidates import top_k
+from learnrec.retrieval.onnx_runtime import OnnxTowers
+from learnrec.training.inputs import (
+    Histories,
+    declared_profiles,
+    encode_users,
+    item_stats_for,
+    learner_state,
+    profile_tokens,
+)
+from learnrec.training.retrieval import EMBEDDINGS_FILE, SPACE_FILE, STATS_FILE
+
+
+def candidates_for(
+    model_dir: Path,
+    space: FeatureSpace,
+    dataset: Dataset,
+    histories: Histories,
+    user_ids: list[str],
+    k: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Top-k retrieval candidates (item indices, scores) for learners, history excluded."""
+    towers = OnnxTowers(model_dir, threads=0)
+    inputs = encode_users(space, user_ids, histories, profile_tokens(dataset.learners))
+    vectors = towers.users_batched(inputs["user_idx"], inputs["history"], inputs["user_features"])
+    items = np.load(model_dir / EMBEDDINGS_FILE)
+    exclude = [space.items.lookup(histories.get(u)) for u in user_ids]
+    return top_k(vectors, items, exclude, k)
+
+
+def feature_matrix(
+    stats: ItemStats,
+    space: FeatureSpace,
+    dataset: Dataset,
+    histories: Histories,
+    user_ids: list[str],
+    candidates: np.ndarray,
+    scores: np.ndarray,
+    progress: bool = False,
+) -> list[np.ndarray]:
+    """Per learner, the ranking features of their candidates (``ranking_features``)."""
+    declared = declared_profiles(dataset.learners)
+    out = []
+    for row, user in enumerate(tqdm(user_ids, desc="ranking features", disable=not progress)):
+        valid = candidates[row] != 0
+        state = learner_state(space, histories, declared, user)
+        out.append(ranking_features(stats, state, candidates[row][valid], scores[row][valid]))
+    return out
+
+
+def train_ranking(
+    dataset: Dataset,
+    fit: pd.DataFrame,
+    labels: pd.DataFrame,
+    model_dir: Path,
+    out_dir: Path,
+    params: RankerParams | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Train the ranker over ``model_dir``'s retrieval model; write it to ``out_dir``.
+
+    Also rewrites ``item_stats.npz`` in ``out_dir`` from ``fit`` and ``labels``
+    together: what serving knows of the catalog is everything seen so far.
+    """
+    params = params or RankerParams()
+    started = time.perf_counter()
+    space = FeatureSpace.load(model_dir / SPACE_FILE)
+    histories = Histories.of(fit)
+    wanted = labels.groupby("user_id")["content_id"].agg(set)
+    user_ids = [u for u in wanted.index if histories.get(u)]
+    if not user_ids:
+        raise ValueError("no learner has both history and held-out interactions to rank")
+    candidates, scores = candidates_for(
+        model_dir, space, dataset, histories, user_ids, params.candidates
+    )
+    stats = item_stats_for(space, dataset, fit)
+    blocks = feature_matrix(
+        stats, space, dataset, histories, user_ids, candidates, scores, progress
+    )
+    rows, targets, groups = [], [], []
+    recall_hits = recall_total = 0
+    for row, user in enumerate(user_ids):
+        positives = space.items.lookup(sorted(wanted[user]))
+        label = np.isin(candidates[row][candidates[row] != 0], positives).astype(np.float32)
+        recall_hits += int(label.sum())
+        recall_total += len(positives)
+        if label.any() and not label.all():  # a group without contrast teaches nothing
+            rows.append(blocks[row])
+            targets.append(label)
+            groups.append(len(label))
+    if not rows:
+        raise ValueError("retrieval found none of the held-out items: nothing to train a ranker on")
+    ranker = fit_ranker(np.vstack(rows), np.concatenate(targets), np.asarray(groups), params)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    summary = {
+        "params": asdict(params),
+        "features": list(FEATURE_NAMES),
+        "groups": len(groups),
+        "rows": int(sum(groups)),
+        "candidate_recall": recall_hits / max(1, recall_total),
+        "timings_s": {"total": time.perf_counter() - started},
+    }
+    ranker.save(out_dir, summary)
+    all_seen = pd.concat([fit, labels], ignore_index=True)
+    item_stats_for(space, dataset, all_seen).save(out_dir / STATS_FILE)
+    (out_dir / "ranking.json").write_text(json.dumps(summary, indent=2))
+    return summary
