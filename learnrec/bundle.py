@@ -49,7 +49,7 @@ def git_commit(cwd: Path | None = None) -> str | None:
 
 def new_version(now: datetime | None = None) -> str:
     """Versions sort by time: ``20261126T031500Z``."""
-    return (now or datetime.now(UTC)).strftime("%Y%m%dT%H%M%SZ")
+    return (now or datetime.now(UTC)).astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
 
 
 def write_manifest(

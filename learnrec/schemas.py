@@ -17,8 +17,8 @@ from pydantic import (
     Field,
     StringConstraints,
     ValidationError,
+    ValidationInfo,
     field_validator,
-    model_validator,
 )
 
 Identifier = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=128)]
@@ -92,11 +92,13 @@ class ContentItem(_Strict):
     duration_minutes: float | None = Field(default=None, ge=0, le=100_000)
     prerequisites: list[Identifier] = Field(default_factory=list, max_length=64)
 
-    @model_validator(mode="after")
-    def _not_its_own_prerequisite(self) -> ContentItem:
-        if self.content_id in self.prerequisites:
-            raise ValueError(f"item {self.content_id!r} lists itself as a prerequisite")
-        return self
+    @field_validator("prerequisites")
+    @classmethod
+    def _not_its_own_prerequisite(cls, prerequisites: list[str], info: ValidationInfo) -> list[str]:
+        content_id = info.data.get("content_id")
+        if content_id is not None and content_id in prerequisites:
+            raise ValueError(f"item {content_id!r} lists itself as a prerequisite")
+        return prerequisites
 
 
 class Learner(_Strict):

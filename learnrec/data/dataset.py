@@ -71,10 +71,10 @@ def normalise_interactions(frame: pd.DataFrame) -> pd.DataFrame:
             "weight": pd.to_numeric(frame.get("weight", 1.0), errors="raise").astype(float)
             if "weight" in frame
             else 1.0,
-            "ts": pd.to_datetime(frame["ts"], utc=True) if "ts" in frame else pd.NaT,
+            "ts": _utc(frame["ts"]) if "ts" in frame else pd.NaT,
         }
     )
-    out["ts"] = pd.to_datetime(out["ts"], utc=True)
+    out["ts"] = _utc(out["ts"])
     if out.empty:
         return out.reset_index(drop=True)
     grouped = out.groupby(["user_id", "content_id"], sort=False, as_index=False).agg(
@@ -83,6 +83,11 @@ def normalise_interactions(frame: pd.DataFrame) -> pd.DataFrame:
     return grouped.sort_values(["user_id", "ts", "content_id"], kind="stable").reset_index(
         drop=True
     )
+
+
+def _utc(values: pd.Series) -> pd.Series:
+    """Timestamps as UTC; text in any ISO 8601 form (with or without fractions)."""
+    return pd.to_datetime(values, utc=True, format="ISO8601")
 
 
 def interactions_from_events(events: pd.DataFrame) -> pd.DataFrame:
@@ -131,7 +136,11 @@ def _normalise_items(frame: pd.DataFrame) -> pd.DataFrame:
     frame["title"] = frame["title"].fillna("").astype(str)
     frame["level"] = pd.to_numeric(frame["level"], errors="coerce").astype(float)
     frame["duration_minutes"] = pd.to_numeric(frame["duration_minutes"], errors="coerce")
-    frame["format"] = frame["format"].where(frame["format"].notna(), None)
+    frame["format"] = pd.Series(
+        [v if isinstance(v, str) and v else None for v in frame["format"]],
+        index=frame.index,
+        dtype=object,
+    )
     return frame[ITEM_COLUMNS].drop_duplicates("content_id", keep="last").reset_index(drop=True)
 
 

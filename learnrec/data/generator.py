@@ -43,6 +43,7 @@ import pandas as pd
 
 from learnrec.data.dataset import (
     Dataset,
+    empty_interactions,
     interactions_from_events,
     items_frame,
     learners_frame,
@@ -440,7 +441,7 @@ def to_dataset(data: GeneratedData, name: str = "sample") -> Dataset:
     events = pd.DataFrame([e.model_dump() for e in data.events])
     return make_dataset(
         name,
-        interactions_from_events(events) if len(events) else events,
+        interactions_from_events(events) if len(events) else empty_interactions(),
         items=items_frame(data.items),
         learners=learners_frame(data.learners),
         truth=data.truth,

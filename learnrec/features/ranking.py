@@ -26,6 +26,7 @@ from learnrec.features.space import UNKNOWN, FeatureSpace
 # "complete"); sources without event types never reach it.
 COMPLETION_STRENGTH = 4.0
 SIMILAR_NEIGHBOURS = 200
+MAX_REGRESSION_ITEMS = 5000
 RECENT_ITEMS = 3
 
 FEATURE_NAMES: tuple[str, ...] = (
@@ -37,6 +38,8 @@ FEATURE_NAMES: tuple[str, ...] = (
     "similarity_mean",
     "similarity_recent",
     "similarity_rank",
+    "regression_score",
+    "regression_rank",
     "topic_affinity",
     "interest_match",
     "item_level",
@@ -55,7 +58,9 @@ class ItemStats:
 
     ``popularity`` [N+1], ``level`` [N+1] (NaN unknown), ``tokens`` [N+1, T] binary
     topics and tags, ``prerequisites`` [N+1, N+1] binary, ``similarity`` [N+1, N+1]
-    item-item cosine over co-engagement, pruned to the strongest neighbours per item.
+    item-item cosine over co-engagement, pruned to the strongest neighbours per item;
+    ``regression`` [N+1, N+1] the item-item weights of a ridge regression of each item
+    on all others (EASE), empty for catalogs too large to invert.
     """
 
     popularity: np.ndarray
@@ -63,16 +68,21 @@ class ItemStats:
     tokens: sparse.csr_matrix
     prerequisites: sparse.csr_matrix
     similarity: sparse.csr_matrix
+    regression: sparse.csr_matrix
     token_keys: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        order = np.argsort(np.argsort(self.popularity, kind="stable"), kind="stable")
-        self.popularity_percentile = order / max(1, len(order) - 1)
+        self._sorted_popularity = np.sort(self.popularity)
         self._token_index = {key: i for i, key in enumerate(self.token_keys)}
 
     @property
     def n_rows(self) -> int:
         return len(self.popularity)
+
+    def popularity_percentile(self, counts: np.ndarray) -> np.ndarray:
+        """Share of catalog rows less popular than each of ``counts``."""
+        below = np.searchsorted(self._sorted_popularity, counts, side="left")
+        return np.asarray(below / max(1, self.n_rows - 1))
 
     def token_columns(self, tokens: Iterable[str]) -> np.ndarray:
         return np.array(
@@ -87,6 +97,7 @@ class ItemStats:
             **_csr_arrays("tokens", self.tokens),
             **_csr_arrays("prerequisites", self.prerequisites),
             **_csr_arrays("similarity", self.similarity),
+            **_csr_arrays("regression", self.regression),
         }
         np.savez_compressed(path, **arrays)
 
@@ -99,6 +110,7 @@ class ItemStats:
                 tokens=_csr_from(data, "tokens"),
                 prerequisites=_csr_from(data, "prerequisites"),
                 similarity=_csr_from(data, "similarity"),
+                regression=_csr_from(data, "regression"),
                 token_keys=[str(k) for k in data["token_keys"]],
             )
 
@@ -174,8 +186,35 @@ def build_item_stats(
         tokens=token_matrix,
         prerequisites=prerequisites,
         similarity=cosine_item_similarity(engaged, popularity, neighbours),
+        regression=ease_item_weights(engaged, popularity, neighbours),
         token_keys=keys,
     )
+
+
+def ease_item_weights(
+    engaged: sparse.csr_matrix, popularity: np.ndarray, neighbours: int
+) -> sparse.csr_matrix:
+    """EASE (Steck, 2019): B = argmin ||X - XB||² + λ||B||², diag(B) = 0, in closed form.
+
+    Cosine treats every co-engagement alike; the regression discounts items that are
+    co-engaged only because both are popular, which is why it usually ranks better and
+    why the ranker benefits from having both. It inverts an N x N matrix, so catalogs
+    over MAX_REGRESSION_ITEMS get an empty matrix (the features become missing).
+    λ scales with how much data each item has (the mean item count).
+    """
+    n = engaged.shape[1]
+    if n > MAX_REGRESSION_ITEMS or engaged.nnz == 0:
+        return sparse.csr_matrix((n, n), dtype=np.float32)
+    gram = (engaged.T @ engaged).toarray().astype(np.float64)
+    active = popularity > 0
+    strength = float(np.clip(popularity[active].mean(), 10.0, 500.0))
+    gram[np.diag_indices(n)] += strength
+    inverse = np.linalg.inv(gram)
+    weights = -inverse / np.diag(inverse)[None, :]
+    weights[np.diag_indices(n)] = 0.0
+    weights[~active, :] = 0.0
+    weights[:, ~active] = 0.0
+    return _prune(sparse.csr_matrix(weights.astype(np.float32)), neighbours)
 
 
 def cosine_item_similarity(
@@ -187,7 +226,12 @@ def cosine_item_similarity(
     co.eliminate_zeros()
     norms = np.sqrt(np.maximum(popularity, 1.0)).astype(np.float32)
     co = sparse.diags(1 / norms) @ co @ sparse.diags(1 / norms)
-    co = co.tocsr()
+    return _prune(co.tocsr(), neighbours)
+
+
+def _prune(co: sparse.csr_matrix, neighbours: int) -> sparse.csr_matrix:
+    """Keep each row's ``neighbours`` largest entries."""
+    co.eliminate_zeros()
     rows, cols, vals = [], [], []
     for r in range(co.shape[0]):
         start, end = co.indptr[r], co.indptr[r + 1]
@@ -239,7 +283,7 @@ def ranking_features(
     out[:, 0] = retrieval_scores
     out[:, 1] = _ranks(-retrieval_scores)
     out[:, 2] = np.log1p(stats.popularity[candidates])
-    out[:, 3] = stats.popularity_percentile[candidates]
+    out[:, 3] = stats.popularity_percentile(stats.popularity[candidates])
 
     if len(history):
         block = stats.similarity[candidates][:, history].toarray()
@@ -249,47 +293,51 @@ def ranking_features(
         # The rank among this learner's candidates is what item-to-item kNN would
         # use; a rank transfers across learners where raw similarities don't.
         out[:, 7] = _ranks(-out[:, 5])
+        if stats.regression.nnz:
+            out[:, 8] = np.asarray(stats.regression[history][:, candidates].sum(axis=0)).ravel()
+            out[:, 9] = _ranks(-out[:, 8])
         profile = np.asarray(stats.tokens[history].sum(axis=0)).ravel()
         norm = np.linalg.norm(profile)
         if norm > 0:
             cand_tokens = stats.tokens[candidates]
             cand_norm = np.sqrt(np.asarray(cand_tokens.sum(axis=1)).ravel())
             dots = cand_tokens @ profile
-            out[:, 8] = np.where(cand_norm > 0, dots / (norm * np.maximum(cand_norm, 1e-9)), 0.0)
+            out[:, 10] = np.where(cand_norm > 0, dots / (norm * np.maximum(cand_norm, 1e-9)), 0.0)
     else:
-        out[:, 4:7] = 0.0
-        out[:, 7] = 0.0
+        out[:, 4:8] = 0.0
+        if stats.regression.nnz:
+            out[:, 8:10] = 0.0
 
     interest_cols = stats.token_columns(learner.interests)
     if len(interest_cols):
         cand_tokens = stats.tokens[candidates]
         n_tokens = np.asarray(cand_tokens.sum(axis=1)).ravel()
         hits = np.asarray(cand_tokens[:, interest_cols].sum(axis=1)).ravel()
-        out[:, 9] = np.where(n_tokens > 0, hits / np.maximum(n_tokens, 1), 0.0)
+        out[:, 11] = np.where(n_tokens > 0, hits / np.maximum(n_tokens, 1), 0.0)
 
     item_level = stats.level[candidates]
-    out[:, 10] = item_level
+    out[:, 12] = item_level
     learner_level = learner.declared_level
     if np.isnan(learner_level) and len(history):
         levels = stats.level[history]
         levels = levels[~np.isnan(levels)]
         if len(levels):
             learner_level = float(levels[-10:].mean())
-    out[:, 11] = item_level - learner_level
-    out[:, 12] = np.abs(item_level - learner_level)
+    out[:, 13] = item_level - learner_level
+    out[:, 14] = np.abs(item_level - learner_level)
 
     prereqs = stats.prerequisites[candidates]
     count = np.asarray(prereqs.sum(axis=1)).ravel()
-    out[:, 13] = count
+    out[:, 15] = count
     if count.any():
         seen = np.zeros(stats.n_rows, dtype=np.float32)
         seen[history] = 1.0
         done = np.zeros(stats.n_rows, dtype=np.float32)
         done[learner.history[learner.strengths >= COMPLETION_STRENGTH]] = 1.0
         with np.errstate(invalid="ignore", divide="ignore"):
-            out[:, 14] = np.where(count > 0, (prereqs @ seen) / count, np.nan)
-            out[:, 15] = np.where(count > 0, (prereqs @ done) / count, np.nan)
-    out[:, 16] = np.log1p(len(history))
+            out[:, 16] = np.where(count > 0, (prereqs @ seen) / count, np.nan)
+            out[:, 17] = np.where(count > 0, (prereqs @ done) / count, np.nan)
+    out[:, 18] = np.log1p(len(history))
     return out
 
 

@@ -34,7 +34,7 @@ def item_tokens(
     tokens = [f"topic:{t}" for t in topics] + [f"tag:{t}" for t in tags]
     if level is not None and not math.isnan(level):
         tokens.append(f"level:{int(level)}")
-    if fmt:
+    if isinstance(fmt, str) and fmt:
         tokens.append(f"format:{fmt}")
     return tokens
 

@@ -33,6 +33,7 @@ class RankerParams:
     colsample_bytree: float = 0.9
     objective: str = "rank:ndcg"
     candidates: int = 100
+    folds: int = 5
     seed: int = 42
 
 

@@ -13,7 +13,6 @@ from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
-import tf2onnx
 
 from learnrec.retrieval.onnx_runtime import ITEM_INPUTS, OUTPUT_NAME, USER_INPUTS
 from learnrec.retrieval.tf_runtime import tf
@@ -52,6 +51,9 @@ def export_tower(
     ``sample_inputs`` are real encoded rows (their order fixes the ONNX input order); the
     parity check runs on them. The file is removed again if the check fails.
     """
+    # Imported here, after tf_runtime has configured TensorFlow: tf2onnx imports it too.
+    import tf2onnx
+
     names = list(sample_inputs)
 
     @tf.function(input_signature=_signature(sample_inputs))  # type: ignore[untyped-decorator]

@@ -84,8 +84,13 @@ def train_ranking(
 ) -> dict[str, Any]:
     """Train the ranker over ``model_dir``'s retrieval model; write it to ``out_dir``.
 
-    Also rewrites ``item_stats.npz`` in ``out_dir`` from ``fit`` and ``labels``
-    together: what serving knows of the catalog is everything seen so far.
+    Serving's catalog statistics (popularity, item-item similarity) come from ``fit``
+    and ``labels`` together, everything seen so far; they go to ``item_stats.npz``.
+    Training features must not see a learner's own held-out items in them (the ranker
+    would learn to spot its answers), yet should be computed from about as much data as
+    serving's are, or the ranker learns to distrust them. So learners are split into
+    folds, and each fold's features use statistics from all data except that fold's
+    held-out interactions.
     """
     params = params or RankerParams()
     started = time.perf_counter()
@@ -98,10 +103,27 @@ def train_ranking(
     candidates, scores = candidates_for(
         model_dir, space, dataset, histories, user_ids, params.candidates
     )
-    stats = item_stats_for(space, dataset, fit)
-    blocks = feature_matrix(
-        stats, space, dataset, histories, user_ids, candidates, scores, progress
-    )
+    fold_of = np.random.default_rng(params.seed).integers(0, params.folds, len(user_ids))
+    blocks: list[np.ndarray] = [np.zeros((0, len(FEATURE_NAMES)), np.float32)] * len(user_ids)
+    for fold in range(params.folds):
+        members = np.flatnonzero(fold_of == fold)
+        if not len(members):
+            continue
+        fold_users = {user_ids[i] for i in members}
+        seen = pd.concat([fit, labels[~labels["user_id"].isin(fold_users)]], ignore_index=True)
+        stats = item_stats_for(space, dataset, seen)
+        fold_blocks = feature_matrix(
+            stats,
+            space,
+            dataset,
+            histories,
+            [user_ids[i] for i in members],
+            candidates[members],
+            scores[members],
+            progress,
+        )
+        for i, block in zip(members, fold_blocks, strict=True):
+            blocks[i] = block
     rows, targets, groups = [], [], []
     recall_hits = recall_total = 0
     for row, user in enumerate(user_ids):

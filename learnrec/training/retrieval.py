@@ -44,8 +44,8 @@ class RetrievalParams:
     epochs: int = 30
     batch_size: int = 512
     learning_rate: float = 0.003
-    temperature: float = 0.1
-    user_id_dropout: float = 0.5
+    temperature: float = 0.05
+    user_id_dropout: float = 0.9
     item_id_dropout: float = 0.1
     history_dropout: float = 0.2
     history_length: int = 50
