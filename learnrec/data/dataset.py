@@ -123,18 +123,26 @@ def learners_frame(learners: Iterable[Learner]) -> pd.DataFrame:
     return _normalise_learners(frame)
 
 
-def _normalise_items(frame: pd.DataFrame) -> pd.DataFrame:
+def _normalise_profiles(
+    frame: pd.DataFrame, columns: list[str], list_columns: tuple[str, ...], key: str
+) -> pd.DataFrame:
+    """Shared shape of the item and learner frames: every column, lists as lists."""
     frame = frame.copy()
-    for column in ITEM_COLUMNS:
+    for column in columns:
         if column not in frame:
             frame[column] = None
-    for column in _LIST_ITEM_COLUMNS:
+    for column in list_columns:
         frame[column] = [
             list(v) if isinstance(v, list | tuple | np.ndarray) else [] for v in frame[column]
         ]
-    frame["content_id"] = frame["content_id"].astype(str)
-    frame["title"] = frame["title"].fillna("").astype(str)
+    frame[key] = frame[key].astype(str)
     frame["level"] = pd.to_numeric(frame["level"], errors="coerce").astype(float)
+    return frame
+
+
+def _normalise_items(frame: pd.DataFrame) -> pd.DataFrame:
+    frame = _normalise_profiles(frame, ITEM_COLUMNS, _LIST_ITEM_COLUMNS, "content_id")
+    frame["title"] = frame["title"].fillna("").astype(str)
     frame["duration_minutes"] = pd.to_numeric(frame["duration_minutes"], errors="coerce")
     frame["format"] = pd.Series(
         [v if isinstance(v, str) and v else None for v in frame["format"]],
@@ -145,16 +153,7 @@ def _normalise_items(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def _normalise_learners(frame: pd.DataFrame) -> pd.DataFrame:
-    frame = frame.copy()
-    for column in LEARNER_COLUMNS:
-        if column not in frame:
-            frame[column] = None
-    for column in _LIST_LEARNER_COLUMNS:
-        frame[column] = [
-            list(v) if isinstance(v, list | tuple | np.ndarray) else [] for v in frame[column]
-        ]
-    frame["user_id"] = frame["user_id"].astype(str)
-    frame["level"] = pd.to_numeric(frame["level"], errors="coerce").astype(float)
+    frame = _normalise_profiles(frame, LEARNER_COLUMNS, _LIST_LEARNER_COLUMNS, "user_id")
     return frame[LEARNER_COLUMNS].drop_duplicates("user_id", keep="last").reset_index(drop=True)
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from learnrec.features.space import FeatureSpace
 from learnrec.retrieval.tf_runtime import tf, tfrs
 
 
@@ -33,6 +34,18 @@ class TowerConfig:
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
+
+    @classmethod
+    def for_space(cls, space: FeatureSpace, **hyperparameters: Any) -> TowerConfig:
+        """Sizes from the vocabularies, the rest from ``hyperparameters``."""
+        return cls(
+            n_users=space.users.size,
+            n_items=space.items.size,
+            n_user_features=len(space.user_tokens),
+            n_item_features=len(space.item_tokens),
+            history_length=space.history_length,
+            **hyperparameters,
+        )
 
 
 def _id_dropout(indices: tf.Tensor, rate: float, training: bool | None) -> tf.Tensor:

@@ -120,12 +120,8 @@ def train_retrieval(
     if not params.logq_correction:
         examples.pop("item_probability")
 
-    config = TowerConfig(
-        n_users=space.users.size,
-        n_items=space.items.size,
-        n_user_features=len(space.user_tokens),
-        n_item_features=len(space.item_tokens),
-        history_length=space.history_length,
+    config = TowerConfig.for_space(
+        space,
         embedding_dim=params.embedding_dim,
         hidden_dim=params.hidden_dim,
         user_id_dropout=params.user_id_dropout,

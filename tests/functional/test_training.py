@@ -102,16 +102,7 @@ def test_export_refuses_a_tower_that_differs(tmp_path: Path, small_dataset: Data
 
     space = build_space(small_dataset, small_dataset.interactions)
     catalog = encode_catalog(space, small_dataset)
-    config = TowerConfig(
-        n_users=space.users.size,
-        n_items=space.items.size,
-        n_user_features=len(space.user_tokens),
-        n_item_features=len(space.item_tokens),
-        history_length=space.history_length,
-        embedding_dim=8,
-        hidden_dim=8,
-    )
-    tower = ItemTower(config)
+    tower = ItemTower(TowerConfig.for_space(space, embedding_dim=8, hidden_dim=8))
     path = tmp_path / "item_tower.onnx"
     report = export_tower(tower, catalog, path)
     assert report.max_abs_diff <= 1e-4 and path.exists()
