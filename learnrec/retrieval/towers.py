@@ -77,7 +77,12 @@ class UserTower(tf.keras.Model):  # type: ignore[misc]  # TF is untyped
             config.n_items, config.embedding_dim, embeddings_regularizer=reg, name="history"
         )
         self.profile = tf.keras.layers.Dense(config.embedding_dim, use_bias=False, name="profile")
-        self.hidden = tf.keras.layers.Dense(config.hidden_dim, activation="relu", name="hidden")
+        # hidden_dim 0: a linear tower, which small datasets overfit less.
+        self.hidden = (
+            tf.keras.layers.Dense(config.hidden_dim, activation="relu", name="hidden")
+            if config.hidden_dim > 0
+            else tf.keras.layers.Identity(name="hidden")
+        )
         self.out = tf.keras.layers.Dense(config.embedding_dim, name="out")
 
     def call(self, inputs: dict[str, tf.Tensor], training: bool | None = None) -> tf.Tensor:
@@ -122,7 +127,12 @@ class ItemTower(tf.keras.Model):  # type: ignore[misc]  # TF is untyped
             config.n_items, config.embedding_dim, embeddings_regularizer=reg, name="item_id"
         )
         self.content = tf.keras.layers.Dense(config.embedding_dim, use_bias=False, name="content")
-        self.hidden = tf.keras.layers.Dense(config.hidden_dim, activation="relu", name="hidden")
+        # hidden_dim 0: a linear tower, which small datasets overfit less.
+        self.hidden = (
+            tf.keras.layers.Dense(config.hidden_dim, activation="relu", name="hidden")
+            if config.hidden_dim > 0
+            else tf.keras.layers.Identity(name="hidden")
+        )
         self.out = tf.keras.layers.Dense(config.embedding_dim, name="out")
 
     def call(self, inputs: dict[str, tf.Tensor], training: bool | None = None) -> tf.Tensor:
