@@ -18,6 +18,14 @@ from typing import Any
 MANIFEST_FILE = "manifest.json"
 MANIFEST_SCHEMA = 1
 
+# The files of a bundle, besides the two ONNX towers (learnrec.retrieval.onnx_runtime)
+# and the ranker (learnrec.ranking.model).
+SPACE_FILE = "feature_space.json"  # vocabularies: how serving encodes like training
+EMBEDDINGS_FILE = "item_embeddings.npy"  # [N+1, D] item vectors, row 0 = unknown item
+STATS_FILE = "item_stats.npz"  # popularity, item-item similarity, item features
+CATALOG_FILE = "catalog.jsonl"  # titles, topics, levels, prerequisites for serving
+INDEX_DIR = "faiss"  # the HNSW index over the item vectors
+
 
 class BundleError(RuntimeError):
     """A bundle is incomplete, altered, or not a bundle at all."""

@@ -12,6 +12,7 @@ from pydantic import ValidationError
 
 from learnrec.data.importers import DataFormatError
 from learnrec.schemas import describe_errors
+from learnrec.serving.auth_cli import add_auth_commands
 
 SEPARATORS = {"TAB": "\t", "COMMA": ","}
 
@@ -89,6 +90,8 @@ def build_parser() -> argparse.ArgumentParser:
     load.add_argument("--data", type=Path, required=True, help="folder written by data generate")
     load.add_argument("--database-url", default=None, help="SQLAlchemy URL (env DATABASE_URL)")
     load.set_defaults(func=_load_catalog)
+
+    add_auth_commands(commands)
 
     bench = commands.add_parser("benchmark", help="measure").add_subparsers(
         dest="kind", required=True

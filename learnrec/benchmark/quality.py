@@ -52,7 +52,7 @@ class Source:
 
 
 def run_quality(
-    source: Source,
+    source: Source | Dataset,
     out: Path,
     split: SplitName = "stratified",
     test_fraction: float = 0.25,
@@ -63,7 +63,7 @@ def run_quality(
     ranker_params: RankerParams | None = None,
 ) -> dict[str, Any]:
     started = time.perf_counter()
-    dataset = source.load()
+    dataset = source.load() if isinstance(source, Source) else source
     load_s = time.perf_counter() - started
     if split == "temporal" and not dataset.has_timestamps:
         raise ValueError(f"dataset {dataset.name!r} has no timestamps: use --split stratified")

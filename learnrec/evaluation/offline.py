@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from learnrec.bundle import SPACE_FILE, STATS_FILE
 from learnrec.data.dataset import Dataset, SplitName, split_interactions
 from learnrec.data.generator import click_probability
 from learnrec.evaluation.metrics import evaluate_rankings
@@ -24,7 +25,7 @@ from learnrec.features.space import FeatureSpace
 from learnrec.ranking.model import Ranker, RankerParams
 from learnrec.training.inputs import Histories
 from learnrec.training.ranking import candidates_for, feature_matrix, train_ranking
-from learnrec.training.retrieval import SPACE_FILE, STATS_FILE, RetrievalParams, train_retrieval
+from learnrec.training.retrieval import RetrievalParams, train_retrieval
 
 RANKER_FRACTION = 0.2
 

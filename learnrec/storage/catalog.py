@@ -483,3 +483,16 @@ class CatalogStore:
                 )
                 for row in session.scalars(stmt)
             ]
+
+    def trending(self, since: datetime, limit: int = 10) -> list[tuple[str, int]]:
+        """Items engaged with by the most learners since ``since``, with those counts."""
+        learners = func.count(LearnerHistoryRow.user_id).label("learners")
+        stmt = (
+            select(LearnerHistoryRow.content_id, learners)
+            .where(LearnerHistoryRow.ts >= since, LearnerHistoryRow.weight > 0)
+            .group_by(LearnerHistoryRow.content_id)
+            .order_by(learners.desc(), LearnerHistoryRow.content_id)
+            .limit(limit)
+        )
+        with self.engine.connect() as conn:
+            return [(str(cid), int(n)) for cid, n in conn.execute(stmt)]

@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
+from learnrec.bundle import EMBEDDINGS_FILE, SPACE_FILE, STATS_FILE
 from learnrec.data.dataset import Dataset
 from learnrec.features.ranking import FEATURE_NAMES, ItemStats, ranking_features
 from learnrec.features.space import FeatureSpace
@@ -33,7 +34,6 @@ from learnrec.training.inputs import (
     learner_state,
     profile_tokens,
 )
-from learnrec.training.retrieval import EMBEDDINGS_FILE, SPACE_FILE, STATS_FILE
 
 
 def candidates_for(

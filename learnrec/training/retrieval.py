@@ -18,9 +18,12 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
+from learnrec.bundle import CATALOG_FILE, EMBEDDINGS_FILE, SPACE_FILE, STATS_FILE
 from learnrec.data.dataset import Dataset
 from learnrec.features.space import FeatureSpace
 from learnrec.retrieval.onnx_runtime import ITEM_INPUTS, USER_INPUTS, OnnxTowers
+from learnrec.serving.bundle_index import write_index
+from learnrec.serving.catalog import write_catalog
 from learnrec.training.inputs import (
     Histories,
     build_space,
@@ -29,9 +32,6 @@ from learnrec.training.inputs import (
     profile_tokens,
 )
 
-EMBEDDINGS_FILE = "item_embeddings.npy"
-SPACE_FILE = "feature_space.json"
-STATS_FILE = "item_stats.npz"
 RETRIEVAL_FILE = "retrieval.json"
 
 
@@ -172,6 +172,8 @@ def train_retrieval(
     embeddings = np.vstack([np.zeros((1, item_vectors.shape[1]), np.float32), item_vectors])
     np.save(out_dir / EMBEDDINGS_FILE, embeddings)
     space.save(out_dir / SPACE_FILE)
+    write_catalog(dataset.items, out_dir / CATALOG_FILE)
+    write_index(out_dir)
     item_stats_for(space, dataset, interactions).save(out_dir / STATS_FILE)
     summary = {
         "params": asdict(params),

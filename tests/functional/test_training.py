@@ -16,10 +16,9 @@ import pytest
 
 from learnrec.bundle import read_manifest
 from learnrec.data.dataset import Dataset, split_interactions, write_dataset
-from learnrec.data.generator import generate, to_dataset
 from learnrec.features.ranking import FEATURE_NAMES, ItemStats, LearnerState, ranking_features
 from learnrec.features.space import FeatureSpace
-from learnrec.ranking.model import Ranker, RankerParams
+from learnrec.ranking.model import Ranker
 from learnrec.retrieval.onnx_runtime import OnnxTowers
 from learnrec.training.inputs import (
     Histories,
@@ -29,42 +28,10 @@ from learnrec.training.inputs import (
     profile_tokens,
 )
 from learnrec.training.ranking import candidates_for, feature_matrix
-from learnrec.training.retrieval import RetrievalParams
 
 pytestmark = pytest.mark.training
 
 REPO = Path(__file__).resolve().parents[2]
-SMALL_RETRIEVAL = RetrievalParams(
-    epochs=4, batch_size=128, embedding_dim=16, hidden_dim=32, validation_fraction=0.0
-)
-SMALL_RANKER = RankerParams(n_estimators=20, candidates=30)
-
-
-@pytest.fixture(scope="module")
-def small_dataset() -> Dataset:
-    return to_dataset(generate(users=160, items=60, events=3000, seed=5), name="sample")
-
-
-@pytest.fixture(scope="module")
-def quality_run(small_dataset: Dataset, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from learnrec.benchmark.quality import Source, run_quality
-
-    out = tmp_path_factory.mktemp("quality")
-    source = Source(dataset="sample")
-    source_load = Source.load
-    try:  # the benchmark's own code path, on the small sample instead of the default size
-        Source.load = lambda self: small_dataset  # type: ignore[method-assign]
-        run_quality(
-            source,
-            out,
-            k=5,
-            progress=False,
-            retrieval_params=SMALL_RETRIEVAL,
-            ranker_params=SMALL_RANKER,
-        )
-    finally:
-        Source.load = source_load  # type: ignore[method-assign]
-    return out
 
 
 def test_quality_benchmark_writes_metrics_report_and_bundle(quality_run: Path) -> None:

@@ -1,0 +1,45 @@
+"""Configuration: environment variables read once into one typed settings object.
+
+Names follow the brief where they apply (DESIGN.md, "Contracts"). boto3 reads its own
+``AWS_ENDPOINT_URL`` for a local AWS, so it does not appear here. Explicit arguments to
+a constructor beat these settings, which beat the defaults.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(extra="ignore", frozen=True)
+
+    database_url: str = "sqlite:///learnrec.db"
+    # Model bundles: a local folder, or s3://bucket/prefix (see learnrec.serving.model_store).
+    model_store: str = "build/models"
+    model_check_interval_s: float = Field(default=60.0, ge=0)
+    s3_bucket: str | None = None
+    embedding_dim: int = Field(default=64, ge=1)
+    top_k_retrieval: int = Field(default=100, ge=1, le=1000)
+    top_k_ranking: int = Field(default=10, ge=1, le=100)
+    vector_index: Literal["faiss", "opensearch"] = "faiss"
+    opensearch_endpoint: str | None = None
+    opensearch_alias: str = "learnrec-items"
+    jwt_algorithm: Literal["RS256"] = "RS256"
+    jwt_public_key: str | None = None
+    jwt_jwks: str | None = None
+    jwt_secret_id: str | None = None
+    jwt_issuer: str | None = None
+    jwt_audience: str | None = None
+    events_stream: str | None = Field(default=None, validation_alias="KINESIS_STREAM_NAME")
+    user_id_hash_key: str | None = None
+    user_id_hash_secret_id: str | None = None
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process's settings, read from the environment once."""
+    return Settings()

@@ -1,0 +1,1 @@
+"""Learning events: producing them to the stream, and (later) consuming them."""

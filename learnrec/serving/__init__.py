@@ -1,0 +1,1 @@
+"""Serving: the recommendation path, vector indexes, auth, and the HTTP API over them."""

@@ -1,0 +1,345 @@
+"""The HTTP API (FastAPI), served in Lambda through Mangum by functions/api/.
+
+Routes only translate HTTP to the core: :class:`~learnrec.serving.recommender.Recommender`
+for recommendations, :class:`~learnrec.storage.CatalogStore` for catalog, profiles and
+history, the model store for versions, the Kinesis sink for events. Each dependency is
+injected with ``Annotated[..., Depends(...)]`` from one :class:`ServingContext`, so tests
+swap any of them. Errors are JSON ``{"error": ..., "detail": ...}``; never a stack trace.
+"""
+
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, Header, HTTPException, Path, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field, ValidationError
+
+from learnrec.events.producer import MAX_RECORDS_PER_CALL, KinesisEventSink
+from learnrec.schemas import ContentItem, Event, FieldError, Learner, field_errors
+from learnrec.serving.auth import (
+    AuthError,
+    Principal,
+    TokenVerifier,
+    authorize_admin,
+    authorize_events,
+    authorize_learner,
+)
+from learnrec.serving.model_store import ActiveModel, ModelStore, ModelStoreError, promote, rollback
+from learnrec.serving.recommender import HistoryItem, Recommender, RecommendOptions
+from learnrec.storage import CatalogStore
+
+MAX_K = 100
+
+
+@dataclass
+class ServingContext:
+    """Everything a request may need; built once per container."""
+
+    store: CatalogStore
+    model: ActiveModel  # yields a Recommender (or None while no model is active)
+    models: ModelStore
+    verifier: TokenVerifier
+    events: KinesisEventSink | None
+    hash_key: bytes
+    metrics: Callable[[str, float, str], None] = lambda name, value, unit: None
+
+
+class ItemOut(BaseModel):
+    content_id: str
+    score: float
+    rank: int
+    reason: str
+
+
+class RecommendationsOut(BaseModel):
+    user_id: str
+    recommendation_id: str
+    model_version: str | None
+    fallback: str | None = Field(description="set when a degraded path served the response")
+    degraded: list[str]
+    items: list[ItemOut]
+
+
+class SimilarOut(BaseModel):
+    content_id: str
+    model_version: str | None
+    fallback: str | None
+    items: list[ItemOut]
+
+
+class TrendingOut(BaseModel):
+    window_days: int
+    source: str = Field(description="recent_engagement, or model_popularity when none")
+    items: list[ItemOut]
+
+
+class EventResultOut(BaseModel):
+    index: int
+    accepted: bool
+    event_id: str | None = None
+    errors: list[FieldError] = []
+
+
+class EventsOut(BaseModel):
+    accepted: int
+    rejected: int
+    results: list[EventResultOut]
+
+
+class VersionsOut(BaseModel):
+    active: str | None
+    previous: list[str]
+    versions: list[str]
+
+
+def create_app(context_factory: Callable[[], ServingContext]) -> FastAPI:
+    """Build the app; ``context_factory`` runs once, at the first request."""
+    app = FastAPI(title="learnrec", version="0.1.0", docs_url="/docs")
+    holder: dict[str, ServingContext] = {}
+
+    def context() -> ServingContext:
+        if "ctx" not in holder:
+            holder["ctx"] = context_factory()
+        return holder["ctx"]
+
+    def principal(
+        ctx: Annotated[ServingContext, Depends(context)],
+        authorization: Annotated[str | None, Header()] = None,
+    ) -> Principal:
+        return ctx.verifier.verify(authorization)
+
+    Ctx = Annotated[ServingContext, Depends(context)]
+    Caller = Annotated[Principal, Depends(principal)]
+    UserId = Annotated[str, Path(min_length=1, max_length=128)]
+
+    @app.exception_handler(AuthError)
+    async def _auth_error(_: Request, error: AuthError) -> JSONResponse:
+        headers = {"WWW-Authenticate": "Bearer"} if error.status == 401 else None
+        return JSONResponse(
+            {
+                "error": "unauthorized" if error.status == 401 else "forbidden",
+                "detail": error.message,
+            },
+            status_code=error.status,
+            headers=headers,
+        )
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_: Request, error: RequestValidationError) -> JSONResponse:
+        fields = [
+            {"field": ".".join(str(p) for p in e["loc"]), "message": e["msg"]}
+            for e in error.errors()
+        ]
+        return JSONResponse({"error": "invalid request", "detail": fields}, status_code=422)
+
+    @app.exception_handler(HTTPException)
+    async def _http(_: Request, error: HTTPException) -> JSONResponse:
+        return JSONResponse({"error": "request failed", "detail": error.detail}, error.status_code)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_: Request, error: Exception) -> JSONResponse:
+        return JSONResponse(
+            {"error": "internal error", "detail": "the request could not be completed"}, 500
+        )
+
+    @app.get("/health")
+    def health(ctx: Ctx) -> dict[str, Any]:
+        ctx.model.get()
+        return {
+            "status": "ok" if ctx.model.version else "degraded",
+            "model_version": ctx.model.version,
+            "model_error": ctx.model.error,
+        }
+
+    @app.get("/recommend/{user_id}", response_model=RecommendationsOut)
+    def recommend(
+        user_id: UserId,
+        ctx: Ctx,
+        caller: Caller,
+        k: Annotated[int, Query(ge=1, le=MAX_K)] = 10,
+        include_consumed: bool = False,
+        include_topics: Annotated[list[str] | None, Query(max_length=50)] = None,
+        exclude_topics: Annotated[list[str] | None, Query(max_length=50)] = None,
+        levels: Annotated[list[int] | None, Query(max_length=5)] = None,
+        exclude_ids: Annotated[list[str] | None, Query(max_length=500)] = None,
+    ) -> RecommendationsOut:
+        authorize_learner(caller, user_id)
+        started = time.perf_counter()
+        recommender: Recommender | None = ctx.model.get()
+        history = [
+            HistoryItem(h.content_id, h.weight) for h in reversed(ctx.store.history(user_id))
+        ]
+        profile = ctx.store.get_learner(user_id)
+        options = RecommendOptions(
+            k=k,
+            include_consumed=include_consumed,
+            include_topics=frozenset(include_topics or ()),
+            exclude_topics=frozenset(exclude_topics or ()),
+            levels=frozenset(levels or ()),
+            exclude_ids=frozenset(exclude_ids or ()),
+        )
+        result = (recommender or Recommender(None, None)).recommend(
+            user_id, history, profile, options
+        )
+        ctx.metrics("recommend_request_duration_seconds", time.perf_counter() - started, "Seconds")
+        ctx.metrics("recommend_success_total", 1, "Count")
+        if result.fallback:
+            ctx.metrics(f"recommend_fallback_{result.fallback.value}_total", 1, "Count")
+        if result.items:
+            mean = sum(i.score for i in result.items) / len(result.items)
+            ctx.metrics("model_score_mean", mean, "None")
+        return RecommendationsOut(
+            user_id=user_id,
+            recommendation_id=str(uuid.uuid4()),
+            model_version=result.model_version,
+            fallback=result.fallback.value if result.fallback else None,
+            degraded=result.degraded,
+            items=[ItemOut(**vars(i)) for i in result.items],
+        )
+
+    @app.get("/similar/{content_id}", response_model=SimilarOut)
+    def similar(
+        content_id: Annotated[str, Path(min_length=1, max_length=128)],
+        ctx: Ctx,
+        caller: Caller,
+        k: Annotated[int, Query(ge=1, le=MAX_K)] = 10,
+    ) -> SimilarOut:
+        recommender: Recommender | None = ctx.model.get()
+        if recommender is None:
+            raise HTTPException(503, "no model is loaded yet")
+        result = recommender.similar(content_id, k)
+        if result is None:
+            raise HTTPException(404, f"unknown content id {content_id!r}")
+        return SimilarOut(
+            content_id=content_id,
+            model_version=result.model_version,
+            fallback=result.fallback.value if result.fallback else None,
+            items=[ItemOut(**vars(i)) for i in result.items],
+        )
+
+    @app.get("/trending", response_model=TrendingOut)
+    def trending(
+        ctx: Ctx,
+        caller: Caller,
+        k: Annotated[int, Query(ge=1, le=MAX_K)] = 10,
+        days: Annotated[int, Query(ge=1, le=90)] = 7,
+    ) -> TrendingOut:
+        """Most learners over the last ``days``; the model's all-time popular if none."""
+        since = datetime.now(UTC) - timedelta(days=days)
+        counts = ctx.store.trending(since, k)
+        if counts:
+            items = [
+                ItemOut(content_id=cid, score=float(n), rank=r, reason=f"{n} learners recently")
+                for r, (cid, n) in enumerate(counts, start=1)
+            ]
+            return TrendingOut(window_days=days, source="recent_engagement", items=items)
+        recommender: Recommender | None = ctx.model.get()
+        popular = recommender.popular(k) if recommender else []
+        return TrendingOut(
+            window_days=days, source="model_popularity", items=[ItemOut(**vars(i)) for i in popular]
+        )
+
+    @app.put("/learners/{user_id}/profile", response_model=Learner)
+    def put_profile(user_id: UserId, profile: Learner, ctx: Ctx, caller: Caller) -> Learner:
+        authorize_learner(caller, user_id)
+        if profile.user_id != user_id:
+            raise HTTPException(422, "the profile's user_id must match the path")
+        ctx.store.upsert_learners([profile])
+        return profile
+
+    @app.delete("/learners/{user_id}", status_code=200)
+    def erase(user_id: UserId, ctx: Ctx, caller: Caller) -> dict[str, Any]:
+        """Erase a learner's profile and history (the right to erasure)."""
+        authorize_learner(caller, user_id)
+        return {"user_id": user_id, "erased": ctx.store.erase_learner(user_id)}
+
+    @app.post("/learners/{user_id}/opt-out")
+    def opt_out(user_id: UserId, ctx: Ctx, caller: Caller) -> dict[str, Any]:
+        authorize_learner(caller, user_id)
+        ctx.store.set_opt_out(user_id, True)
+        return {"user_id": user_id, "opted_out": True}
+
+    @app.post("/events", status_code=202, response_model=EventsOut)
+    async def post_events(request: Request, ctx: Ctx, caller: Caller) -> JSONResponse:
+        try:
+            body = await request.json()
+        except ValueError:
+            raise HTTPException(400, "the body is not valid JSON") from None
+        raw = body if isinstance(body, list) else [body]
+        if not raw or len(raw) > MAX_RECORDS_PER_CALL:
+            raise HTTPException(400, f"send 1 to {MAX_RECORDS_PER_CALL} events per request")
+        results: list[EventResultOut] = []
+        valid: list[tuple[int, Event]] = []
+        for index, item in enumerate(raw):
+            try:
+                event = Event.model_validate(item)
+            except ValidationError as error:
+                results.append(
+                    EventResultOut(index=index, accepted=False, errors=field_errors(error))
+                )
+                continue
+            valid.append((index, event))
+        authorize_events(caller, {e.user_id for _, e in valid})
+        if valid and ctx.events is None:
+            raise HTTPException(503, "the event stream is not configured")
+        sent = ctx.events.put([e for _, e in valid]) if ctx.events else []
+        for (index, event), outcome in zip(valid, sent, strict=True):
+            errors = (
+                []
+                if outcome.accepted
+                else [FieldError(field="(stream)", message=outcome.error or "")]
+            )
+            results.append(
+                EventResultOut(
+                    index=index, accepted=outcome.accepted, event_id=event.event_id, errors=errors
+                )
+            )
+        results.sort(key=lambda r: r.index)
+        accepted = sum(r.accepted for r in results)
+        out = EventsOut(accepted=accepted, rejected=len(results) - accepted, results=results)
+        status = 202 if accepted else 400
+        return JSONResponse(out.model_dump(mode="json"), status_code=status)
+
+    @app.put("/admin/catalog")
+    def upsert_catalog(items: list[ContentItem], ctx: Ctx, caller: Caller) -> dict[str, Any]:
+        """Add or change items; they become recommendable at once via the item tower."""
+        authorize_admin(caller)
+        if not items or len(items) > 1000:
+            raise HTTPException(400, "send 1 to 1000 items per request")
+        ctx.store.upsert_items(items)
+        recommender: Recommender | None = ctx.model.get()
+        indexed = recommender.add_items(items) if recommender else 0
+        return {"upserted": len(items), "indexed": indexed}
+
+    @app.get("/admin/models", response_model=VersionsOut)
+    def list_models(ctx: Ctx, caller: Caller) -> VersionsOut:
+        authorize_admin(caller)
+        pointer = ctx.models.pointer()
+        return VersionsOut(
+            active=pointer.active, previous=list(pointer.previous), versions=ctx.models.versions()
+        )
+
+    @app.post("/admin/models/{version}/promote", response_model=VersionsOut)
+    def promote_model(version: str, ctx: Ctx, caller: Caller) -> VersionsOut:
+        authorize_admin(caller)
+        try:
+            promote(ctx.models, version)
+        except ModelStoreError as error:
+            raise HTTPException(404, str(error)) from None
+        return list_models(ctx, caller)
+
+    @app.post("/admin/models/rollback", response_model=VersionsOut)
+    def rollback_model(ctx: Ctx, caller: Caller) -> VersionsOut:
+        authorize_admin(caller)
+        try:
+            rollback(ctx.models)
+        except ModelStoreError as error:
+            raise HTTPException(409, str(error)) from None
+        return list_models(ctx, caller)
+
+    return app

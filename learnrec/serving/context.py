@@ -1,0 +1,71 @@
+"""Build the serving context (stores, model, auth, event sink) from settings, once."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from learnrec.config import Settings, get_settings
+from learnrec.events.producer import KinesisEventSink
+from learnrec.serving.api import ServingContext
+from learnrec.serving.auth import TokenVerifier
+from learnrec.serving.bundle_index import load_index
+from learnrec.serving.model_store import ActiveModel, LocalModelStore, ModelStore, S3ModelStore
+from learnrec.serving.recommender import ModelBundle, Recommender
+from learnrec.storage import CatalogStore, make_engine
+
+
+def model_store_from_url(url: str, s3_client: Any = None) -> ModelStore:
+    """``s3://bucket/prefix`` or a local folder."""
+    if url.startswith("s3://"):
+        import boto3
+
+        bucket, _, prefix = url[len("s3://") :].partition("/")
+        return S3ModelStore(bucket, prefix, s3_client or boto3.client("s3"))
+    return LocalModelStore(Path(url))
+
+
+def load_recommender(directory: Path, top_k_retrieval: int = 100) -> Recommender:
+    """A bundle plus its faiss index."""
+    return Recommender(ModelBundle(directory), load_index(directory), top_k_retrieval)
+
+
+def user_id_hash_key(settings: Settings, secrets_client: Any = None) -> bytes:
+    """The keyed-hash secret: from the environment, or from Secrets Manager in AWS."""
+    if settings.user_id_hash_key:
+        return settings.user_id_hash_key.encode()
+    if settings.user_id_hash_secret_id:
+        import boto3
+
+        client = secrets_client or boto3.client("secretsmanager")
+        secret = client.get_secret_value(SecretId=settings.user_id_hash_secret_id)
+        return str(secret["SecretString"]).encode()
+    raise ValueError(
+        "set USER_ID_HASH_KEY or USER_ID_HASH_SECRET_ID: user ids are never stored raw"
+    )
+
+
+def build_context(settings: Settings | None = None) -> ServingContext:
+    settings = settings or get_settings()
+    store = CatalogStore(make_engine(settings.database_url))
+    store.create_schema()
+    models = model_store_from_url(settings.model_store)
+    active = ActiveModel(
+        models,
+        lambda path: load_recommender(path, settings.top_k_retrieval),
+        settings.model_check_interval_s,
+    )
+    key = user_id_hash_key(settings)
+    events = None
+    if settings.events_stream:
+        import boto3
+
+        events = KinesisEventSink(boto3.client("kinesis"), settings.events_stream, key)
+    return ServingContext(
+        store=store,
+        model=active,
+        models=models,
+        verifier=TokenVerifier.from_environment(),
+        events=events,
+        hash_key=key,
+    )

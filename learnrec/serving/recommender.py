@@ -1,0 +1,376 @@
+"""The recommendation path: learner -> user tower -> k-NN candidates -> filters -> ranker.
+
+Every stage that can fail degrades instead of failing the request (DESIGN.md, path 1):
+no model or a broken user tower -> popular items; an index error -> popular items; a
+ranker error -> retrieval order. The result says which fallback served it, so the API
+can flag it and metrics can count it.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+
+import numpy as np
+
+from learnrec.bundle import CATALOG_FILE, EMBEDDINGS_FILE, SPACE_FILE, STATS_FILE, read_manifest
+from learnrec.features.ranking import (
+    COMPLETION_STRENGTH,
+    FEATURE_NAMES,
+    ItemStats,
+    LearnerState,
+    ranking_features,
+)
+from learnrec.features.space import FeatureSpace, item_tokens, learner_tokens
+from learnrec.ranking.model import RANKER_FILE, Ranker
+from learnrec.retrieval.index import (
+    IndexedItem,
+    ItemFilter,
+    SearchHit,
+    VectorIndex,
+    VectorIndexError,
+)
+from learnrec.retrieval.onnx_runtime import OnnxTowers
+from learnrec.schemas import ContentItem, Learner
+from learnrec.serving.catalog import ServingCatalog
+
+logger = logging.getLogger(__name__)
+
+TOP_K_RETRIEVAL = 100
+_SIMILARITY_MAX = FEATURE_NAMES.index("similarity_max")
+_INTEREST_MATCH = FEATURE_NAMES.index("interest_match")
+
+
+class Fallback(StrEnum):
+    """Which degraded path served a response (None when the full path did)."""
+
+    POPULARITY = "popularity"
+    RETRIEVAL_ORDER = "retrieval_order"
+
+
+@dataclass(frozen=True)
+class HistoryItem:
+    """One item in a learner's recent history, with their strongest engagement."""
+
+    content_id: str
+    strength: float
+
+
+@dataclass(frozen=True)
+class RecommendOptions:
+    k: int = 10
+    include_consumed: bool = False
+    include_topics: frozenset[str] = frozenset()
+    exclude_topics: frozenset[str] = frozenset()
+    levels: frozenset[int] = frozenset()
+    exclude_ids: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True)
+class Recommendation:
+    content_id: str
+    score: float
+    rank: int
+    reason: str
+
+
+@dataclass
+class RecommendResult:
+    items: list[Recommendation]
+    model_version: str | None
+    fallback: Fallback | None = None
+    degraded: list[str] = field(default_factory=list)
+    filled_from_popular: int = 0
+
+
+class ModelBundle:
+    """One model version, loaded once per container (see DESIGN.md "Model bundle")."""
+
+    def __init__(self, directory: Path, verify: bool = True) -> None:
+        manifest = read_manifest(directory, verify=verify)
+        self.directory = directory
+        self.version: str = manifest["version"]
+        self.space = FeatureSpace.load(directory / SPACE_FILE)
+        self.towers = OnnxTowers(directory)
+        self.stats = ItemStats.load(directory / STATS_FILE)
+        self.catalog = ServingCatalog.load(directory / CATALOG_FILE)
+        self.item_vectors = np.load(directory / EMBEDDINGS_FILE)
+        self.ranker = Ranker.load(directory) if (directory / RANKER_FILE).exists() else None
+        order = np.argsort(-self.stats.popularity[1:], kind="stable") + 1
+        self.popular: list[str] = [self.space.items.key(int(i)) for i in order]
+
+    def user_vector(
+        self, user_id: str, history: Sequence[HistoryItem], profile: Learner | None
+    ) -> np.ndarray:
+        """The learner's unit vector [D] from their id, recent history and profile."""
+        tokens = learner_tokens(profile.interests, profile.goals, profile.level) if profile else []
+        inputs = {
+            "user_idx": self.space.users.lookup([user_id]),
+            "history": self.space.encode_histories(
+                [self.space.items.lookup(h.content_id for h in history).tolist()]
+            ),
+            "user_features": self.space.encode_user_features([tokens]),
+        }
+        vector: np.ndarray = self.towers.user(**inputs)[0]
+        return vector
+
+    def item_vectors_for(self, items: Sequence[ContentItem]) -> np.ndarray:
+        """Vectors [N, D] for catalog items, new ones included, from the item tower."""
+        tokens = [
+            item_tokens(i.topics, i.tags, i.level, i.format.value if i.format else None)
+            for i in items
+        ]
+        return self.towers.item(
+            self.space.items.lookup(i.content_id for i in items),
+            self.space.encode_item_features(tokens),
+        )
+
+
+class Recommender:
+    """Serves recommendations from a bundle and a vector index over its items."""
+
+    def __init__(
+        self,
+        bundle: ModelBundle | None,
+        index: VectorIndex | None,
+        top_k_retrieval: int = TOP_K_RETRIEVAL,
+    ) -> None:
+        self.bundle = bundle
+        self.index = index
+        self.top_k_retrieval = top_k_retrieval
+
+    def recommend(
+        self,
+        user_id: str,
+        history: Sequence[HistoryItem],
+        profile: Learner | None,
+        options: RecommendOptions,
+    ) -> RecommendResult:
+        bundle = self.bundle
+        item_filter = self._filter(history, options)
+        if bundle is None or self.index is None:
+            return self._popular(None, item_filter, options, ["no model is loaded"])
+        try:
+            vector = bundle.user_vector(user_id, history, profile)
+        except Exception as error:  # a broken tower must not fail the request
+            logger.exception("user tower failed")
+            return self._popular(bundle, item_filter, options, [f"user tower failed: {error}"])
+        try:
+            hits = self.index.search(vector, self.top_k_retrieval, item_filter)
+        except VectorIndexError as error:
+            return self._popular(bundle, item_filter, options, [f"index failed: {error}"])
+        if not hits:
+            return self._popular(bundle, item_filter, options, ["no candidates passed the filters"])
+        result = self._rank(bundle, user_id, history, profile, hits, options)
+        self._fill(bundle, result, item_filter, options)
+        return result
+
+    def similar(self, content_id: str, k: int) -> RecommendResult | None:
+        """Items closest to ``content_id`` in the item tower's space (None: unknown item).
+
+        Falls back to co-engagement similarity when the index fails.
+        """
+        bundle = self.bundle
+        if bundle is None:
+            return None
+        item = bundle.catalog.get(content_id)
+        if item is None:
+            return None
+        result = RecommendResult(items=[], model_version=bundle.version)
+        try:
+            if self.index is None:
+                raise VectorIndexError("no index is loaded")
+            query = bundle.item_vectors_for([item])[0]
+            hits = self.index.search(query, k, ItemFilter(exclude_ids=frozenset({content_id})))
+            pairs = [(h.content_id, h.score) for h in hits]
+            reason = f"Similar content to {bundle.catalog.title(content_id)}"
+        except Exception as error:  # degrade to what learners co-engaged with
+            logger.exception("similar-items search failed")
+            result.fallback = Fallback.POPULARITY
+            result.degraded.append(f"index failed: {error}")
+            row = bundle.stats.similarity[bundle.space.items.index(content_id)]
+            order = np.argsort(-row.data, kind="stable")[:k]
+            pairs = [
+                (bundle.space.items.key(int(row.indices[i])), float(row.data[i])) for i in order
+            ]
+            reason = f"Learners who took {bundle.catalog.title(content_id)} also took this"
+        result.items = [
+            Recommendation(cid, score, rank, reason)
+            for rank, (cid, score) in enumerate(pairs, start=1)
+        ]
+        return result
+
+    def popular(self, k: int) -> list[Recommendation]:
+        """The all-time most engaged-with items of the model's training data."""
+        if self.bundle is None:
+            return []
+        result = RecommendResult(items=[], model_version=self.bundle.version)
+        self._fill(
+            self.bundle, result, ItemFilter(), RecommendOptions(k=k), "Popular with learners"
+        )
+        return result.items
+
+    def add_items(self, items: Sequence[ContentItem]) -> int:
+        """Make new or changed catalog items recommendable now, from their features."""
+        if self.bundle is None or self.index is None or not items:
+            return 0
+        vectors = self.bundle.item_vectors_for(items)
+        self.index.upsert(
+            [
+                IndexedItem(i.content_id, v, tuple(i.topics), i.level)
+                for i, v in zip(items, vectors, strict=True)
+            ]
+        )
+        self.bundle.catalog.upsert(items)
+        return len(items)
+
+    @staticmethod
+    def _filter(history: Sequence[HistoryItem], options: RecommendOptions) -> ItemFilter:
+        consumed = (
+            frozenset() if options.include_consumed else frozenset(h.content_id for h in history)
+        )
+        return ItemFilter(
+            exclude_ids=consumed | options.exclude_ids,
+            include_topics=options.include_topics,
+            exclude_topics=options.exclude_topics,
+            levels=options.levels,
+        )
+
+    def _rank(
+        self,
+        bundle: ModelBundle,
+        user_id: str,
+        history: Sequence[HistoryItem],
+        profile: Learner | None,
+        hits: list[SearchHit],
+        options: RecommendOptions,
+    ) -> RecommendResult:
+        ids = [h.content_id for h in hits]
+        retrieval = np.array([h.score for h in hits], dtype=np.float32)
+        completed = {h.content_id for h in history if h.strength >= COMPLETION_STRENGTH}
+        result = RecommendResult(items=[], model_version=bundle.version)
+        features: np.ndarray | None = None
+        scores = retrieval
+        if bundle.ranker is not None:
+            try:
+                state = LearnerState(
+                    history=bundle.space.items.lookup(h.content_id for h in history),
+                    strengths=np.array([h.strength for h in history], dtype=np.float32),
+                    declared_level=float(profile.level)
+                    if profile and profile.level is not None
+                    else math.nan,
+                    interests=tuple(f"topic:{t}" for t in profile.interests) if profile else (),
+                )
+                candidates = bundle.space.items.lookup(ids)
+                features = ranking_features(bundle.stats, state, candidates, retrieval)
+                scores = bundle.ranker.score(features)
+            except Exception as error:  # the ranker is an improvement, not a dependency
+                logger.exception("ranker failed")
+                result.fallback = Fallback.RETRIEVAL_ORDER
+                result.degraded.append(f"ranker failed: {error}")
+                scores = retrieval
+        else:
+            result.fallback = Fallback.RETRIEVAL_ORDER
+            result.degraded.append("the model has no ranker")
+        # Items whose prerequisites the learner has not completed go after all others.
+        blocked = np.array(
+            [self._missing_prerequisites(bundle, cid, completed) for cid in ids], dtype=bool
+        )
+        order = np.lexsort((-scores, blocked))[: options.k]
+        for rank, position in enumerate(order, start=1):
+            cid = ids[position]
+            reason = self._reason(bundle, cid, history, profile, features, int(position))
+            if blocked[position]:
+                reason += " (complete its prerequisites first)"
+            result.items.append(Recommendation(cid, float(scores[position]), rank, reason))
+        return result
+
+    @staticmethod
+    def _missing_prerequisites(bundle: ModelBundle, content_id: str, completed: set[str]) -> bool:
+        item = bundle.catalog.get(content_id)
+        return bool(item and any(p not in completed for p in item.prerequisites))
+
+    @staticmethod
+    def _reason(
+        bundle: ModelBundle,
+        content_id: str,
+        history: Sequence[HistoryItem],
+        profile: Learner | None,
+        features: np.ndarray | None,
+        row: int,
+    ) -> str:
+        """A sentence a learner can read, from the strongest signal behind the pick."""
+        item = bundle.catalog.get(content_id)
+        completed = {h.content_id for h in history if h.strength >= COMPLETION_STRENGTH}
+        if item and item.prerequisites and all(p in completed for p in item.prerequisites):
+            return f"Next step after {bundle.catalog.title(item.prerequisites[0])}"
+        if profile and item and features is not None and features[row, _INTEREST_MATCH] > 0:
+            topic = next((t for t in item.topics if t in profile.interests), item.topics[0])
+            return f"Matches your interest in {topic}"
+        if history and features is not None and features[row, _SIMILARITY_MAX] > 0:
+            idx = bundle.space.items.index(content_id)
+            hist = bundle.space.items.lookup(h.content_id for h in history)
+            sims = bundle.stats.similarity[idx][:, hist].toarray().ravel()
+            best = history[int(np.argmax(sims))].content_id
+            return f"Learners who took {bundle.catalog.title(best)} also took this"
+        if item and item.topics:
+            return f"Recommended for you in {item.topics[0]}"
+        return "Recommended for you"
+
+    def _popular(
+        self,
+        bundle: ModelBundle | None,
+        item_filter: ItemFilter,
+        options: RecommendOptions,
+        why: list[str],
+    ) -> RecommendResult:
+        result = RecommendResult(
+            items=[],
+            model_version=bundle.version if bundle else None,
+            fallback=Fallback.POPULARITY,
+            degraded=why,
+        )
+        if bundle is not None:
+            self._fill(bundle, result, item_filter, options, reason="Popular with learners")
+        return result
+
+    @staticmethod
+    def _fill(
+        bundle: ModelBundle,
+        result: RecommendResult,
+        item_filter: ItemFilter,
+        options: RecommendOptions,
+        reason: str = "Popular with learners (filters left fewer personalised picks)",
+    ) -> None:
+        """Top up to k with popular items that pass the same filters."""
+        taken = {r.content_id for r in result.items}
+        added = 0
+        for cid in bundle.popular:
+            if len(result.items) >= options.k:
+                break
+            if cid in taken or not _passes(bundle.catalog.get(cid), cid, item_filter):
+                continue
+            idx = bundle.space.items.index(cid)
+            result.items.append(
+                Recommendation(
+                    cid, float(bundle.stats.popularity[idx]), len(result.items) + 1, reason
+                )
+            )
+            added += 1
+        result.filled_from_popular = added
+
+
+def _passes(item: ContentItem | None, content_id: str, item_filter: ItemFilter) -> bool:
+    if content_id in item_filter.exclude_ids:
+        return False
+    topics = set(item.topics) if item else set()
+    if item_filter.include_topics and not topics & item_filter.include_topics:
+        return False
+    if topics & item_filter.exclude_topics:
+        return False
+    level = item.level if item else None
+    return not (item_filter.levels and level not in item_filter.levels)

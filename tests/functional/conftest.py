@@ -1,0 +1,104 @@
+"""Shared fixtures: one small trained model for every functional test that needs one."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from functional.serving_harness import REPO, STREAM, Api
+from learnrec.bundle import MANIFEST_FILE, write_manifest
+from learnrec.data.dataset import Dataset
+from learnrec.data.generator import generate, to_dataset
+from learnrec.ranking.model import RankerParams
+from learnrec.schemas import ContentItem
+from learnrec.serving.auth import generate_key_pair
+from learnrec.serving.model_store import LocalModelStore, promote
+from learnrec.storage import CatalogStore, make_engine
+from learnrec.training.retrieval import RetrievalParams
+
+SMALL_RETRIEVAL = RetrievalParams(
+    epochs=4, batch_size=128, embedding_dim=16, hidden_dim=32, validation_fraction=0.0
+)
+SMALL_RANKER = RankerParams(n_estimators=20, candidates=30)
+
+
+@pytest.fixture(scope="session")
+def small_dataset() -> Dataset:
+    return to_dataset(generate(users=160, items=60, events=3000, seed=5), name="sample")
+
+
+@pytest.fixture(scope="session")
+def quality_run(small_dataset: Dataset, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from learnrec.benchmark.quality import run_quality
+
+    out = tmp_path_factory.mktemp("quality")
+    run_quality(
+        small_dataset,
+        out,
+        k=5,
+        progress=False,
+        retrieval_params=SMALL_RETRIEVAL,
+        ranker_params=SMALL_RANKER,
+    )
+    return out
+
+
+@pytest.fixture(scope="module")
+def api(
+    quality_run: Path, small_dataset: Dataset, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Api]:
+    root = tmp_path_factory.mktemp("serving")
+    models = LocalModelStore(root / "models")
+    for version in ("v1", "v2"):
+        copy = shutil.copytree(quality_run / "bundle", root / version)
+        (copy / MANIFEST_FILE).unlink()
+        write_manifest(copy, version, parameters={}, metrics={}, data={})
+        models.publish(copy, version)
+    promote(models, "v1")
+    private_pem, public_pem = generate_key_pair()
+    env = {
+        "DATABASE_URL": f"sqlite:///{root / 'learnrec.db'}",
+        "MODEL_STORE": str(root / "models"),
+        "JWT_PUBLIC_KEY": public_pem,
+        "USER_ID_HASH_KEY": "test-hash-key",
+        "KINESIS_STREAM_NAME": STREAM,
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "POWERTOOLS_TRACE_DISABLED": "true",
+        "POWERTOOLS_METRICS_NAMESPACE": "learnrec-test",
+    }
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    aws = mock_aws()
+    aws.start()
+    try:
+        boto3.client("kinesis").create_stream(StreamName=STREAM, ShardCount=1)
+        store = CatalogStore(make_engine(env["DATABASE_URL"]))
+        store.create_schema()
+        store.upsert_items(
+            ContentItem.model_validate(row)
+            for row in small_dataset.items.to_dict(orient="records")
+            if row.update(level=None if row["level"] != row["level"] else int(row["level"])) is None
+        )
+        spec = importlib.util.spec_from_file_location(
+            "api_handler", REPO / "functions" / "api" / "handler.py"
+        )
+        assert spec and spec.loader
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        yield Api(module, private_pem, store)
+    finally:
+        aws.stop()
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value

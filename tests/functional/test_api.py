@@ -1,0 +1,226 @@
+"""The API through the real Lambda handler, with API Gateway REST proxy events.
+
+Everything is real except AWS itself, which is moto's in-process implementation of
+Kinesis: the trained bundle from a small sample, the faiss index, SQLite, RS256 tokens.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import boto3
+import pytest
+
+from functional.serving_harness import STREAM, Api
+from learnrec.data.dataset import Dataset
+from learnrec.retrieval.index import VectorIndexError
+from learnrec.serving.auth import generate_key_pair, issue_token
+
+
+def a_learner(small_dataset: Dataset) -> str:
+    counts = small_dataset.interactions["user_id"].value_counts()
+    return str(counts.index[0])
+
+
+def test_health_names_the_active_model(api: Api) -> None:
+    status, body = api.call("GET", "/health")
+    assert status == 200
+    assert body["model_version"] == "v1" and body["status"] == "ok"
+
+
+def test_recommend_returns_k_items_with_reasons(api: Api, small_dataset: Dataset) -> None:
+    user = a_learner(small_dataset)
+    status, body = api.call("GET", f"/recommend/{user}", {"k": "5"}, token=api.token(user))
+    assert status == 200, body
+    assert body["model_version"] == "v1" and body["fallback"] is None
+    assert body["recommendation_id"]
+    assert [i["rank"] for i in body["items"]] == [1, 2, 3, 4, 5]
+    assert all(i["reason"] and isinstance(i["score"], float) for i in body["items"])
+
+
+def test_auth_matrix(api: Api, small_dataset: Dataset) -> None:
+    user = a_learner(small_dataset)
+    status, body = api.call("GET", f"/recommend/{user}")
+    assert status == 401 and body["error"] == "unauthorized"
+    status, body = api.call("GET", f"/recommend/{user}", token=api.token("someone-else"))
+    assert status == 403 and body["error"] == "forbidden"
+    status, _ = api.call("GET", f"/recommend/{user}", token=api.token("ops", "admin"))
+    assert status == 200
+    status, body = api.call("GET", f"/recommend/{user}", token=api.token(user, ttl=-120))
+    assert status == 401
+    other_private, _ = generate_key_pair()
+    forged = issue_token(other_private, user, ["learner"])  # signed by a key we don't trust
+    assert api.call("GET", f"/recommend/{user}", token=forged)[0] == 401
+    status, body = api.call("GET", "/admin/models", token=api.token(user))
+    assert status == 403
+
+
+@pytest.mark.parametrize("k", ["0", "101", "ten"])
+def test_bad_k_is_a_clear_422(api: Api, small_dataset: Dataset, k: str) -> None:
+    user = a_learner(small_dataset)
+    status, body = api.call("GET", f"/recommend/{user}", {"k": k}, token=api.token(user))
+    assert status == 422
+    assert body["error"] == "invalid request" and body["detail"][0]["field"] == "query.k"
+
+
+def test_consumed_items_are_dropped_unless_asked_for(api: Api, small_dataset: Dataset) -> None:
+    user = a_learner(small_dataset)
+    mine = set(small_dataset.interactions.query("user_id == @user")["content_id"])
+    api.store.record_history(
+        (user, cid, "complete", small_dataset.interactions["ts"].max().to_pydatetime(), 4.0)
+        for cid in mine
+    )
+    _, body = api.call("GET", f"/recommend/{user}", {"k": "20"}, token=api.token(user))
+    assert not {i["content_id"] for i in body["items"]} & mine
+    _, body = api.call(
+        "GET",
+        f"/recommend/{user}",
+        {"k": "20", "include_consumed": "true"},
+        token=api.token(user),
+    )
+    assert {i["content_id"] for i in body["items"]} & mine
+
+
+def test_topic_filter_and_fill_from_popular(api: Api, small_dataset: Dataset) -> None:
+    user = a_learner(small_dataset)
+    topic = str(small_dataset.items["topics"].iloc[0][0])
+    # include_consumed: this heavy learner has taken most of the small catalog already.
+    query = {"k": "30", "include_topics": topic, "include_consumed": "true"}
+    status, body = api.call("GET", f"/recommend/{user}", query, token=api.token(user))
+    assert status == 200
+    catalog = {r["content_id"]: r for r in small_dataset.items.to_dict(orient="records")}
+    assert body["items"] and all(topic in catalog[i["content_id"]]["topics"] for i in body["items"])
+
+
+def test_new_learner_with_a_profile_gets_personalised_results(api: Api) -> None:
+    profile = {"user_id": "newcomer", "level": 1, "interests": ["python"], "goals": ["upskill"]}
+    token = api.token("newcomer")
+    status, _ = api.call("PUT", "/learners/newcomer/profile", body=profile, token=token)
+    assert status == 200
+    status, body = api.call("GET", "/recommend/newcomer", {"k": "5"}, token=token)
+    assert status == 200 and body["fallback"] is None and len(body["items"]) == 5
+
+
+def test_new_catalog_item_is_recommendable_at_once(api: Api, small_dataset: Dataset) -> None:
+    item = {"content_id": "brand-new", "title": "Brand new", "topics": ["fresh-topic"], "level": 2}
+    admin = api.token("ops", "admin")
+    status, body = api.call("PUT", "/admin/catalog", body=[item], token=admin)
+    assert status == 200 and body["indexed"] == 1
+    user = a_learner(small_dataset)
+    _, body = api.call(
+        "GET", f"/recommend/{user}", {"include_topics": "fresh-topic"}, token=api.token(user)
+    )
+    assert [i["content_id"] for i in body["items"]] == ["brand-new"]
+
+
+def test_events_batch_goes_to_kinesis_with_per_event_results(
+    api: Api, small_dataset: Dataset
+) -> None:
+    user = a_learner(small_dataset)
+    good = {
+        "user_id": user,
+        "content_id": "c00001",
+        "event_type": "click",
+        "ts": "2026-01-01T10:00:00Z",
+    }
+    bad = {**good, "event_type": "watch"}
+    status, body = api.call("POST", "/events", body=[good, bad], token=api.token(user))
+    assert status == 202
+    assert body["accepted"] == 1 and body["rejected"] == 1
+    assert body["results"][1]["errors"][0]["field"] == "event_type"
+    kinesis = boto3.client("kinesis")
+    shard = kinesis.describe_stream(StreamName=STREAM)["StreamDescription"]["Shards"][0]
+    iterator = kinesis.get_shard_iterator(
+        StreamName=STREAM, ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON"
+    )["ShardIterator"]
+    records = kinesis.get_records(ShardIterator=iterator)["Records"]
+    sent = [json.loads(r["Data"]) for r in records]
+    assert {"user_id": user, "event_type": "click"}.items() <= sent[-1].items()
+    assert user not in {r["PartitionKey"] for r in records}  # partition keys are hashed
+
+
+def test_events_are_checked_for_ownership_and_shape(api: Api) -> None:
+    event = {"user_id": "a", "content_id": "c1", "event_type": "view", "ts": "2026-01-01T00:00:00Z"}
+    assert api.call("POST", "/events", body=event, token=api.token("b"))[0] == 403
+    assert api.call("POST", "/events", body=event, token=api.token("svc", "service"))[0] == 202
+    status, body = api.call("POST", "/events", body="{not json", token=api.token("a"))
+    assert status == 400 and "JSON" in body["detail"]
+
+
+def test_index_failure_degrades_to_popularity(api: Api, small_dataset: Dataset) -> None:
+    user = a_learner(small_dataset)
+    recommender = api.context.model.get()
+
+    class BrokenIndex:
+        def search(self, *args: Any, **kwargs: Any) -> Any:
+            raise VectorIndexError("connection refused")
+
+    real, recommender.index = recommender.index, BrokenIndex()
+    try:
+        query = {"include_consumed": "true"}
+        status, body = api.call("GET", f"/recommend/{user}", query, token=api.token(user))
+    finally:
+        recommender.index = real
+    assert status == 200 and body["fallback"] == "popularity" and len(body["items"]) == 10
+    assert "index failed" in body["degraded"][0]
+
+
+def test_ranker_failure_degrades_to_retrieval_order(api: Api, small_dataset: Dataset) -> None:
+    user = a_learner(small_dataset)
+    bundle = api.context.model.get().bundle
+
+    class BrokenRanker:
+        def score(self, features: Any) -> Any:
+            raise RuntimeError("bad model file")
+
+    real, bundle.ranker = bundle.ranker, BrokenRanker()
+    try:
+        status, body = api.call("GET", f"/recommend/{user}", token=api.token(user))
+    finally:
+        bundle.ranker = real
+    assert status == 200 and body["fallback"] == "retrieval_order" and body["items"]
+
+
+def test_model_versions_promote_and_rollback(api: Api) -> None:
+    admin = api.token("ops", "admin")
+    status, body = api.call("GET", "/admin/models", token=admin)
+    assert status == 200 and body["active"] == "v1" and body["versions"] == ["v1", "v2"]
+    assert api.call("POST", "/admin/models/v2/promote", token=admin)[1]["active"] == "v2"
+    assert api.call("POST", "/admin/models/rollback", token=admin)[1]["active"] == "v1"
+    assert api.call("POST", "/admin/models/v9/promote", token=admin)[0] == 404
+
+
+def test_erasure_removes_profile_and_history(api: Api) -> None:
+    token = api.token("leaver")
+    profile = {"user_id": "leaver", "interests": ["design"]}
+    api.call("PUT", "/learners/leaver/profile", body=profile, token=token)
+    status, body = api.call("DELETE", "/learners/leaver", token=token)
+    assert status == 200 and body["erased"] is True
+    assert api.store.get_learner("leaver") is None
+
+
+def test_similar_items_and_unknown_item(api: Api, small_dataset: Dataset) -> None:
+    token = api.token("u-any")
+    item = str(small_dataset.items["content_id"].iloc[0])
+    status, body = api.call("GET", f"/similar/{item}", {"k": "5"}, token=token)
+    assert status == 200 and len(body["items"]) == 5
+    assert item not in {i["content_id"] for i in body["items"]}
+    scores = [i["score"] for i in body["items"]]
+    assert scores == sorted(scores, reverse=True)
+    status, body = api.call("GET", "/similar/no-such-item", token=token)
+    assert status == 404 and "no-such-item" in body["detail"]
+    assert api.call("GET", f"/similar/{item}")[0] == 401
+
+
+def test_trending_counts_recent_learners(api: Api) -> None:
+    now = datetime.now(UTC)
+    api.store.record_history(
+        (f"t{n}", "c00007", "view", now - timedelta(hours=n), 1.0) for n in range(3)
+    )
+    api.store.record_history([("t9", "c00008", "view", now - timedelta(days=30), 1.0)])
+    status, body = api.call("GET", "/trending", {"k": "3", "days": "7"}, token=api.token("x"))
+    assert status == 200 and body["source"] == "recent_engagement"
+    assert body["items"][0]["content_id"] == "c00007" and body["items"][0]["score"] == 3.0
+    assert "c00008" not in {i["content_id"] for i in body["items"]}
