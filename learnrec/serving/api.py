@@ -183,9 +183,12 @@ def create_app(context_factory: Callable[[], ServingContext]) -> FastAPI:
             levels=frozenset(levels or ()),
             exclude_ids=frozenset(exclude_ids or ()),
         )
-        result = (recommender or Recommender(None, None)).recommend(
-            user_id, history, profile, options
-        )
+        recommender = recommender or Recommender(None, None)
+        if ctx.store.is_opted_out(user_id):
+            # Opted out of personalisation: their data shapes nothing but the filters.
+            result = recommender.non_personalised(history, options, "learner opted out")
+        else:
+            result = recommender.recommend(user_id, history, profile, options)
         ctx.metrics("recommend_request_duration_seconds", time.perf_counter() - started, "Seconds")
         ctx.metrics("recommend_success_total", 1, "Count")
         if result.fallback:

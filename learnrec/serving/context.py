@@ -7,6 +7,8 @@ from typing import Any
 
 from learnrec.config import Settings, get_settings
 from learnrec.events.producer import KinesisEventSink
+from learnrec.retrieval.index import VectorIndex
+from learnrec.retrieval.opensearch_index import OpenSearchIndex
 from learnrec.serving.api import ServingContext
 from learnrec.serving.auth import TokenVerifier
 from learnrec.serving.bundle_index import load_index
@@ -25,9 +27,37 @@ def model_store_from_url(url: str, s3_client: Any = None) -> ModelStore:
     return LocalModelStore(Path(url))
 
 
-def load_recommender(directory: Path, top_k_retrieval: int = 100) -> Recommender:
-    """A bundle plus its faiss index."""
-    return Recommender(ModelBundle(directory), load_index(directory), top_k_retrieval)
+def opensearch_client(endpoint: str, region: str | None = None) -> Any:
+    """An OpenSearch client signing requests with the function's IAM role (SigV4)."""
+    import boto3
+    from opensearchpy import AWSV4SignerAuth, OpenSearch, RequestsHttpConnection
+
+    session = boto3.Session()
+    auth = AWSV4SignerAuth(session.get_credentials(), region or session.region_name, "es")
+    host = endpoint.removeprefix("https://").rstrip("/")
+    return OpenSearch(
+        hosts=[{"host": host, "port": 443}],
+        http_auth=auth,
+        use_ssl=True,
+        verify_certs=True,
+        connection_class=RequestsHttpConnection,
+        timeout=2,  # a slow index must degrade the response, not time out the request
+        max_retries=1,
+    )
+
+
+def load_recommender(directory: Path, settings: Settings | None = None) -> Recommender:
+    """A bundle plus its index: the bundle's faiss, or the OpenSearch alias in AWS."""
+    settings = settings or get_settings()
+    index: VectorIndex
+    if settings.vector_index == "opensearch":
+        if not settings.opensearch_endpoint:
+            raise ValueError("VECTOR_INDEX=opensearch needs OPENSEARCH_ENDPOINT")
+        client = opensearch_client(settings.opensearch_endpoint)
+        index = OpenSearchIndex(client, settings.opensearch_alias)
+    else:
+        index = load_index(directory)
+    return Recommender(ModelBundle(directory), index, settings.top_k_retrieval)
 
 
 def user_id_hash_key(settings: Settings, secrets_client: Any = None) -> bytes:
@@ -52,7 +82,7 @@ def build_context(settings: Settings | None = None) -> ServingContext:
     models = model_store_from_url(settings.model_store)
     active = ActiveModel(
         models,
-        lambda path: load_recommender(path, settings.top_k_retrieval),
+        lambda path: load_recommender(path, settings),
         settings.model_check_interval_s,
     )
     key = user_id_hash_key(settings)

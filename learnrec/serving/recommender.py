@@ -169,6 +169,12 @@ class Recommender:
         self._fill(bundle, result, item_filter, options)
         return result
 
+    def non_personalised(
+        self, history: Sequence[HistoryItem], options: RecommendOptions, why: str
+    ) -> RecommendResult:
+        """Popular items through the same filters, for learners who opted out."""
+        return self._popular(self.bundle, self._filter(history, options), options, [why])
+
     def similar(self, content_id: str, k: int) -> RecommendResult | None:
         """Items closest to ``content_id`` in the item tower's space (None: unknown item).
 

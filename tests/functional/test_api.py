@@ -224,3 +224,14 @@ def test_trending_counts_recent_learners(api: Api) -> None:
     assert status == 200 and body["source"] == "recent_engagement"
     assert body["items"][0]["content_id"] == "c00007" and body["items"][0]["score"] == 3.0
     assert "c00008" not in {i["content_id"] for i in body["items"]}
+
+
+def test_opted_out_learner_gets_non_personalised_results(api: Api) -> None:
+    token = api.token("private-person")
+    api.call(
+        "PUT", "/learners/private-person/profile", body={"user_id": "private-person"}, token=token
+    )
+    assert api.call("POST", "/learners/private-person/opt-out", token=token)[0] == 200
+    status, body = api.call("GET", "/recommend/private-person", token=token)
+    assert status == 200 and body["fallback"] == "popularity"
+    assert body["degraded"] == ["learner opted out"] and len(body["items"]) == 10

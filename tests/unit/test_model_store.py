@@ -128,3 +128,11 @@ def test_s3_store_publishes_fetches_and_moves_the_pointer(tmp_path: Path) -> Non
     assert (fetched / "weights.bin").read_bytes() == b"v2"
     with pytest.raises(ModelStoreError):
         store.fetch("v7")
+
+
+def test_opensearch_serving_needs_an_endpoint(tmp_path: Path) -> None:
+    from learnrec.config import Settings
+    from learnrec.serving.context import load_recommender
+
+    with pytest.raises(ValueError, match="OPENSEARCH_ENDPOINT"):
+        load_recommender(tmp_path, Settings(vector_index="opensearch"))
