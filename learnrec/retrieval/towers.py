@@ -56,6 +56,19 @@ def _id_dropout(indices: tf.Tensor, rate: float, training: bool | None) -> tf.Te
     return tf.where(keep, indices, tf.zeros_like(indices))
 
 
+def _head_layers(config: TowerConfig) -> tuple[Any, Any]:
+    """The layers after the inputs are joined: hidden ReLU (or none), then projection.
+
+    ``hidden_dim`` 0 gives a linear tower, which small datasets overfit less.
+    """
+    hidden = (
+        tf.keras.layers.Dense(config.hidden_dim, activation="relu", name="hidden")
+        if config.hidden_dim > 0
+        else tf.keras.layers.Identity(name="hidden")
+    )
+    return hidden, tf.keras.layers.Dense(config.embedding_dim, name="out")
+
+
 class UserTower(tf.keras.Model):  # type: ignore[misc]  # TF is untyped
     """Learner -> unit vector.
 
@@ -77,13 +90,7 @@ class UserTower(tf.keras.Model):  # type: ignore[misc]  # TF is untyped
             config.n_items, config.embedding_dim, embeddings_regularizer=reg, name="history"
         )
         self.profile = tf.keras.layers.Dense(config.embedding_dim, use_bias=False, name="profile")
-        # hidden_dim 0: a linear tower, which small datasets overfit less.
-        self.hidden = (
-            tf.keras.layers.Dense(config.hidden_dim, activation="relu", name="hidden")
-            if config.hidden_dim > 0
-            else tf.keras.layers.Identity(name="hidden")
-        )
-        self.out = tf.keras.layers.Dense(config.embedding_dim, name="out")
+        self.hidden, self.out = _head_layers(config)
 
     def call(self, inputs: dict[str, tf.Tensor], training: bool | None = None) -> tf.Tensor:
         user_idx = _id_dropout(inputs["user_idx"], self.config.user_id_dropout, training)
@@ -127,13 +134,7 @@ class ItemTower(tf.keras.Model):  # type: ignore[misc]  # TF is untyped
             config.n_items, config.embedding_dim, embeddings_regularizer=reg, name="item_id"
         )
         self.content = tf.keras.layers.Dense(config.embedding_dim, use_bias=False, name="content")
-        # hidden_dim 0: a linear tower, which small datasets overfit less.
-        self.hidden = (
-            tf.keras.layers.Dense(config.hidden_dim, activation="relu", name="hidden")
-            if config.hidden_dim > 0
-            else tf.keras.layers.Identity(name="hidden")
-        )
-        self.out = tf.keras.layers.Dense(config.embedding_dim, name="out")
+        self.hidden, self.out = _head_layers(config)
 
     def call(self, inputs: dict[str, tf.Tensor], training: bool | None = None) -> tf.Tensor:
         item_idx = _id_dropout(inputs["item_idx"], self.config.item_id_dropout, training)
