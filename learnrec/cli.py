@@ -10,6 +10,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
+from learnrec.benchmark.serving import add_serving_command
 from learnrec.data.importers import DataFormatError
 from learnrec.schemas import describe_errors
 from learnrec.serving.auth_cli import add_auth_commands
@@ -110,6 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
     quality.add_argument("--out", type=Path, required=True)
     quality.add_argument("--quiet", action="store_true", help="no progress bars")
     quality.set_defaults(func=_quality)
+    add_serving_command(bench)
     return parser
 
 

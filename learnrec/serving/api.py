@@ -18,6 +18,7 @@ from fastapi import Depends, FastAPI, Header, HTTPException, Path, Query, Reques
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, ValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from learnrec.events.producer import MAX_RECORDS_PER_CALL, KinesisEventSink
 from learnrec.schemas import ContentItem, Event, FieldError, Learner, field_errors
@@ -137,9 +138,14 @@ def create_app(context_factory: Callable[[], ServingContext]) -> FastAPI:
         ]
         return JSONResponse({"error": "invalid request", "detail": fields}, status_code=422)
 
-    @app.exception_handler(HTTPException)
-    async def _http(_: Request, error: HTTPException) -> JSONResponse:
-        return JSONResponse({"error": "request failed", "detail": error.detail}, error.status_code)
+    # Starlette's base class: routing's own 404/405 and body-parsing 400s raise it too.
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, error: StarletteHTTPException) -> JSONResponse:
+        return JSONResponse(
+            {"error": "request failed", "detail": error.detail},
+            error.status_code,
+            headers=getattr(error, "headers", None),
+        )
 
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, error: Exception) -> JSONResponse:

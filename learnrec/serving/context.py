@@ -8,7 +8,6 @@ from typing import Any
 from learnrec.config import Settings, get_settings
 from learnrec.events.producer import KinesisEventSink
 from learnrec.retrieval.index import VectorIndex
-from learnrec.retrieval.opensearch_index import OpenSearchIndex
 from learnrec.serving.api import ServingContext
 from learnrec.serving.auth import TokenVerifier
 from learnrec.serving.bundle_index import load_index
@@ -53,6 +52,8 @@ def load_recommender(directory: Path, settings: Settings | None = None) -> Recom
     if settings.vector_index == "opensearch":
         if not settings.opensearch_endpoint:
             raise ValueError("VECTOR_INDEX=opensearch needs OPENSEARCH_ENDPOINT")
+        from learnrec.retrieval.opensearch_index import OpenSearchIndex  # only when used
+
         client = opensearch_client(settings.opensearch_endpoint)
         index = OpenSearchIndex(client, settings.opensearch_alias)
     else:

@@ -14,6 +14,7 @@ from moto import mock_aws
 
 from functional.serving_harness import REPO, STREAM, Api
 from learnrec.bundle import MANIFEST_FILE, write_manifest
+from learnrec.config import get_settings
 from learnrec.data.dataset import Dataset
 from learnrec.data.generator import generate, to_dataset
 from learnrec.ranking.model import RankerParams
@@ -77,6 +78,7 @@ def api(
     }
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
+    get_settings.cache_clear()  # settings are read once per process: read this module's
     aws = mock_aws()
     aws.start()
     try:
@@ -96,6 +98,7 @@ def api(
         spec.loader.exec_module(module)
         yield Api(module, private_pem, store)
     finally:
+        get_settings.cache_clear()
         aws.stop()
         for key, value in saved.items():
             if value is None:
