@@ -49,9 +49,6 @@ class Dataset:
     def has_timestamps(self) -> bool:
         return bool(self.interactions["ts"].notna().all()) and len(self.interactions) > 0
 
-    def with_interactions(self, interactions: pd.DataFrame) -> Dataset:
-        return Dataset(self.name, interactions, self.items, self.learners, self.truth)
-
 
 def empty_interactions() -> pd.DataFrame:
     return normalise_interactions(pd.DataFrame(columns=INTERACTION_COLUMNS))

@@ -184,13 +184,3 @@ def encode_user_inputs(
         "history": space.encode_histories([space.items.lookup(h).tolist() for h in histories]),
         "user_features": space.encode_user_features(profile_tokens),
     }
-
-
-def encode_item_inputs(
-    space: FeatureSpace, item_ids: Sequence[str], token_lists: Sequence[Sequence[str]]
-) -> dict[str, np.ndarray]:
-    """Item-tower inputs for items given by id and content tokens."""
-    return {
-        "item_idx": space.items.lookup(item_ids),
-        "item_features": space.encode_item_features(token_lists),
-    }

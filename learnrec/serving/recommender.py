@@ -25,7 +25,12 @@ from learnrec.features.ranking import (
     LearnerState,
     ranking_features,
 )
-from learnrec.features.space import FeatureSpace, item_tokens, learner_tokens
+from learnrec.features.space import (
+    FeatureSpace,
+    encode_user_inputs,
+    item_tokens,
+    learner_tokens,
+)
 from learnrec.ranking.model import RANKER_FILE, Ranker
 from learnrec.retrieval.index import (
     IndexedItem,
@@ -108,13 +113,9 @@ class ModelBundle:
     ) -> np.ndarray:
         """The learner's unit vector [D] from their id, recent history and profile."""
         tokens = learner_tokens(profile.interests, profile.goals, profile.level) if profile else []
-        inputs = {
-            "user_idx": self.space.users.lookup([user_id]),
-            "history": self.space.encode_histories(
-                [self.space.items.lookup(h.content_id for h in history).tolist()]
-            ),
-            "user_features": self.space.encode_user_features([tokens]),
-        }
+        inputs = encode_user_inputs(
+            self.space, [user_id], [[h.content_id for h in history]], [tokens]
+        )
         vector: np.ndarray = self.towers.user(**inputs)[0]
         return vector
 

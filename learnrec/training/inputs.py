@@ -18,6 +18,7 @@ from learnrec.features.ranking import ItemStats, LearnerState, build_item_stats
 from learnrec.features.space import (
     DEFAULT_HISTORY_LENGTH,
     FeatureSpace,
+    encode_user_inputs,
     item_tokens,
     learner_tokens,
 )
@@ -95,13 +96,12 @@ def encode_users(
     histories: Histories,
     profiles: dict[str, list[str]],
 ) -> dict[str, np.ndarray]:
-    return {
-        "user_idx": space.users.lookup(user_ids),
-        "history": space.encode_histories(
-            [space.items.lookup(histories.get(u)).tolist() for u in user_ids]
-        ),
-        "user_features": space.encode_user_features([profiles.get(u, []) for u in user_ids]),
-    }
+    return encode_user_inputs(
+        space,
+        user_ids,
+        [histories.get(u) for u in user_ids],
+        [profiles.get(u, []) for u in user_ids],
+    )
 
 
 def item_stats_for(space: FeatureSpace, dataset: Dataset, interactions: pd.DataFrame) -> ItemStats:
