@@ -177,10 +177,8 @@ def create_app(context_factory: Callable[[], ServingContext]) -> FastAPI:
         authorize_learner(caller, user_id)
         started = time.perf_counter()
         recommender: Recommender | None = ctx.model.get()
-        history = [
-            HistoryItem(h.content_id, h.weight) for h in reversed(ctx.store.history(user_id))
-        ]
-        profile = ctx.store.get_learner(user_id)
+        profile, opted_out, recent = ctx.store.learner_context(user_id)
+        history = [HistoryItem(h.content_id, h.weight) for h in reversed(recent)]
         options = RecommendOptions(
             k=k,
             include_consumed=include_consumed,
@@ -190,7 +188,7 @@ def create_app(context_factory: Callable[[], ServingContext]) -> FastAPI:
             exclude_ids=frozenset(exclude_ids or ()),
         )
         recommender = recommender or Recommender(None, None)
-        if ctx.store.is_opted_out(user_id):
+        if opted_out:
             # Opted out of personalisation: their data shapes nothing but the filters.
             result = recommender.non_personalised(history, options, "learner opted out")
         else:

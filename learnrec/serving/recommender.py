@@ -46,7 +46,6 @@ from learnrec.serving.catalog import ServingCatalog
 logger = logging.getLogger(__name__)
 
 TOP_K_RETRIEVAL = 100
-_SIMILARITY_MAX = FEATURE_NAMES.index("similarity_max")
 _INTEREST_MATCH = FEATURE_NAMES.index("interest_match")
 
 
@@ -288,9 +287,13 @@ class Recommender:
             [self._missing_prerequisites(bundle, cid, completed) for cid in ids], dtype=bool
         )
         order = np.lexsort((-scores, blocked))[: options.k]
+        similar_to = self._closest_history(bundle, [ids[p] for p in order], history)
         for rank, position in enumerate(order, start=1):
             cid = ids[position]
-            reason = self._reason(bundle, cid, history, profile, features, int(position))
+            matches_interest = features is not None and features[position, _INTEREST_MATCH] > 0
+            reason = self._reason(
+                bundle, cid, completed, profile, matches_interest, similar_to[rank - 1]
+            )
             if blocked[position]:
                 reason += " (complete its prerequisites first)"
             result.items.append(Recommendation(cid, float(scores[position]), rank, reason))
@@ -302,28 +305,38 @@ class Recommender:
         return bool(item and any(p not in completed for p in item.prerequisites))
 
     @staticmethod
+    def _closest_history(
+        bundle: ModelBundle, picks: list[str], history: Sequence[HistoryItem]
+    ) -> list[str | None]:
+        """Per pick, the history item learners most often took with it (None if none)."""
+        if not history or not picks:
+            return [None] * len(picks)
+        hist = bundle.space.items.lookup(h.content_id for h in history)
+        block = bundle.stats.similarity[bundle.space.items.lookup(picks)][:, hist].toarray()
+        best = block.argmax(axis=1)
+        return [
+            history[int(best[row])].content_id if block[row, best[row]] > 0 else None
+            for row in range(len(picks))
+        ]
+
+    @staticmethod
     def _reason(
         bundle: ModelBundle,
         content_id: str,
-        history: Sequence[HistoryItem],
+        completed: set[str],
         profile: Learner | None,
-        features: np.ndarray | None,
-        row: int,
+        matches_interest: bool,
+        similar_to: str | None,
     ) -> str:
         """A sentence a learner can read, from the strongest signal behind the pick."""
         item = bundle.catalog.get(content_id)
-        completed = {h.content_id for h in history if h.strength >= COMPLETION_STRENGTH}
         if item and item.prerequisites and all(p in completed for p in item.prerequisites):
             return f"Next step after {bundle.catalog.title(item.prerequisites[0])}"
-        if profile and item and features is not None and features[row, _INTEREST_MATCH] > 0:
+        if profile and item and item.topics and matches_interest:
             topic = next((t for t in item.topics if t in profile.interests), item.topics[0])
             return f"Matches your interest in {topic}"
-        if history and features is not None and features[row, _SIMILARITY_MAX] > 0:
-            idx = bundle.space.items.index(content_id)
-            hist = bundle.space.items.lookup(h.content_id for h in history)
-            sims = bundle.stats.similarity[idx][:, hist].toarray().ravel()
-            best = history[int(np.argmax(sims))].content_id
-            return f"Learners who took {bundle.catalog.title(best)} also took this"
+        if similar_to is not None:
+            return f"Learners who took {bundle.catalog.title(similar_to)} also took this"
         if item and item.topics:
             return f"Recommended for you in {item.topics[0]}"
         return "Recommended for you"

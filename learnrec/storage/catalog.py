@@ -447,6 +447,41 @@ class CatalogStore:
             stmt = select(LEARNERS.c.opted_out).where(LEARNERS.c.user_id == user_id)
             return bool(conn.scalar(stmt))
 
+    def learner_context(
+        self, user_id: str, history_limit: int = 200
+    ) -> tuple[Learner | None, bool, list[HistoryEntry]]:
+        """Profile, opt-out flag and recent history in one round trip of one connection.
+
+        The recommendation path needs all three on every request; three sessions cost
+        measurably more than one.
+        """
+        profile_stmt = select(LEARNERS).where(LEARNERS.c.user_id == user_id)
+        history_stmt = (
+            select(HISTORY)
+            .where(HISTORY.c.user_id == user_id)
+            .order_by(HISTORY.c.ts.desc(), HISTORY.c.content_id)
+            .limit(history_limit)
+        )
+        with self.engine.connect() as conn:
+            profile_row = conn.execute(profile_stmt).mappings().first()
+            history_rows = conn.execute(history_stmt).mappings().all()
+        profile = None
+        opted_out = False
+        if profile_row is not None:
+            opted_out = bool(profile_row["opted_out"])
+            profile = Learner.model_validate({k: profile_row[k] for k in Learner.model_fields})
+        history = [
+            HistoryEntry(
+                user_id=row["user_id"],
+                content_id=row["content_id"],
+                event_type=EventType(row["event_type"]),
+                ts=row["ts"],
+                weight=row["weight"],
+            )
+            for row in history_rows
+        ]
+        return profile, opted_out, history
+
     # -- history -------------------------------------------------------------------------
 
     def record_history(self, rows: Iterable[HistoryRow]) -> int:

@@ -48,6 +48,20 @@ FULL_LEARNER = Learner(user_id="u-1", level=3, interests=["python", "ml"], goals
 class StorageContract:
     """What any CatalogStore backend must do; subclasses provide the `store` fixture."""
 
+    def test_learner_context_matches_the_separate_reads(self, store: CatalogStore) -> None:
+        assert store.learner_context("nobody") == (None, False, [])
+        store.upsert_learners([Learner(user_id="u1", level=2, interests=["python"])])
+        store.set_opt_out("u1", True)
+        store.record_history(
+            [
+                ("u1", "c1", "view", datetime(2026, 1, 1, tzinfo=UTC), 1.0),
+                ("u1", "c2", "complete", datetime(2026, 1, 2, tzinfo=UTC), 4.0),
+            ]
+        )
+        profile, opted_out, history = store.learner_context("u1")
+        assert profile == store.get_learner("u1") and opted_out is store.is_opted_out("u1")
+        assert history == store.history("u1") and len(history) == 2
+
     def test_upsert_inserts_then_updates(self, store: CatalogStore) -> None:
         assert store.upsert_items([_item("a", title="A"), _item("b", title="B")]) == 2
         assert store.count_items() == 2
