@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -275,23 +275,11 @@ class FaissIndex:
         size = self._size
         mask = self._live[:size].copy()
         if item_filter.include_topics:
-            included = np.zeros(size, dtype=bool)
-            for topic in item_filter.include_topics:
-                positions = self._topic_positions.get(topic)
-                if positions is not None:
-                    included[positions] = True
-            mask &= included
-        for topic in item_filter.exclude_topics:
-            positions = self._topic_positions.get(topic)
-            if positions is not None:
-                mask[positions] = False
+            mask &= _any_of(self._topic_positions, item_filter.include_topics, size)
+        if item_filter.exclude_topics:
+            mask &= ~_any_of(self._topic_positions, item_filter.exclude_topics, size)
         if item_filter.levels:
-            leveled = np.zeros(size, dtype=bool)
-            for level in item_filter.levels:
-                positions = self._level_positions.get(level)
-                if positions is not None:
-                    leveled[positions] = True
-            mask &= leveled
+            mask &= _any_of(self._level_positions, item_filter.levels, size)
         if item_filter.exclude_ids:
             excluded = [
                 position
@@ -468,6 +456,18 @@ def _extend_postings(postings: dict[_K, np.ndarray], new: dict[_K, list[int]]) -
         added = np.asarray(positions, dtype=np.int64)
         previous = postings.get(value)
         postings[value] = added if previous is None else np.concatenate([previous, added])
+
+
+def _any_of(
+    positions_by_key: Mapping[Any, np.ndarray], keys: Iterable[Any], size: int
+) -> np.ndarray:
+    """Boolean [size] mask of the positions listed under any of ``keys``."""
+    hit = np.zeros(size, dtype=bool)
+    for key in keys:
+        positions = positions_by_key.get(key)
+        if positions is not None:
+            hit[positions] = True
+    return hit
 
 
 def _flatten(groups: Iterable[tuple[str, ...]]) -> list[str]:
