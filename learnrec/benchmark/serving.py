@@ -566,11 +566,12 @@ def _fit_random_ranker(
     blocks, labels, groups = [], [], []
     for row, learner in enumerate(chosen):
         valid = candidates[row] != 0
-        state = LearnerState(
-            history=seen[row],
-            strengths=np.asarray([h[3] for h in histories[learner.user_id]], dtype=np.float32),
-            declared_level=float(learner.level) if learner.level is not None else float("nan"),
-            interests=tuple(f"topic:{t}" for t in learner.interests),
+        state = LearnerState.of(
+            space,
+            history_ids[row],
+            [h[3] for h in histories[learner.user_id]],
+            learner.level,
+            learner.interests,
         )
         block = ranking_features(stats, state, candidates[row][valid], scores[row][valid])
         label = (rng.random(len(block)) < 0.1).astype(np.float32)

@@ -12,6 +12,7 @@ comes from their history and profile at request time.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -265,6 +266,23 @@ class LearnerState:
     strengths: np.ndarray
     declared_level: float = float("nan")
     interests: tuple[str, ...] = ()
+
+    @classmethod
+    def of(
+        cls,
+        space: FeatureSpace,
+        history_ids: Sequence[str],
+        strengths: Sequence[float],
+        level: float | None,
+        interests: Iterable[str],
+    ) -> LearnerState:
+        """From content ids and a declared profile; interests as the items' topic tokens."""
+        return cls(
+            history=space.items.lookup(history_ids),
+            strengths=np.asarray(strengths, dtype=np.float32),
+            declared_level=math.nan if level is None else float(level),
+            interests=tuple(f"topic:{t}" for t in interests),
+        )
 
 
 def ranking_features(

@@ -8,7 +8,7 @@ than applied afterwards to a list that may then run short.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -33,6 +33,17 @@ class ItemFilter:
     @property
     def is_empty(self) -> bool:
         return not (self.exclude_ids or self.include_topics or self.exclude_topics or self.levels)
+
+    def allows(self, content_id: str, topics: Iterable[str], level: int | None) -> bool:
+        """Whether one item passes; the indexes apply the same rules in bulk."""
+        if content_id in self.exclude_ids:
+            return False
+        topic_set = set(topics)
+        if self.include_topics and not topic_set & self.include_topics:
+            return False
+        if topic_set & self.exclude_topics:
+            return False
+        return not (self.levels and level not in self.levels)
 
 
 @dataclass(frozen=True)

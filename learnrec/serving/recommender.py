@@ -9,7 +9,6 @@ can flag it and metrics can count it.
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -263,13 +262,12 @@ class Recommender:
         scores = retrieval
         if bundle.ranker is not None:
             try:
-                state = LearnerState(
-                    history=bundle.space.items.lookup(h.content_id for h in history),
-                    strengths=np.array([h.strength for h in history], dtype=np.float32),
-                    declared_level=float(profile.level)
-                    if profile and profile.level is not None
-                    else math.nan,
-                    interests=tuple(f"topic:{t}" for t in profile.interests) if profile else (),
+                state = LearnerState.of(
+                    bundle.space,
+                    [h.content_id for h in history],
+                    [h.strength for h in history],
+                    profile.level if profile else None,
+                    profile.interests if profile else (),
                 )
                 candidates = bundle.space.items.lookup(ids)
                 features = ranking_features(bundle.stats, state, candidates, retrieval)
@@ -372,7 +370,9 @@ class Recommender:
         for cid in bundle.popular:
             if len(result.items) >= options.k:
                 break
-            if cid in taken or not _passes(bundle.catalog.get(cid), cid, item_filter):
+            item = bundle.catalog.get(cid)
+            topics, level = (item.topics, item.level) if item else ((), None)
+            if cid in taken or not item_filter.allows(cid, topics, level):
                 continue
             idx = bundle.space.items.index(cid)
             result.items.append(
@@ -382,15 +382,3 @@ class Recommender:
             )
             added += 1
         result.filled_from_popular = added
-
-
-def _passes(item: ContentItem | None, content_id: str, item_filter: ItemFilter) -> bool:
-    if content_id in item_filter.exclude_ids:
-        return False
-    topics = set(item.topics) if item else set()
-    if item_filter.include_topics and not topics & item_filter.include_topics:
-        return False
-    if topics & item_filter.exclude_topics:
-        return False
-    level = item.level if item else None
-    return not (item_filter.levels and level not in item_filter.levels)

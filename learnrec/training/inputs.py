@@ -122,17 +122,14 @@ def learner_state(
     user_id: str,
 ) -> LearnerState:
     level, interests = declared.get(user_id, (math.nan, ()))
-    return LearnerState(
-        history=space.items.lookup(histories.get(user_id)),
-        strengths=np.asarray(histories.strengths.get(user_id, []), dtype=np.float32),
-        declared_level=level,
-        interests=interests,
+    return LearnerState.of(
+        space, histories.get(user_id), histories.strengths.get(user_id, []), level, interests
     )
 
 
 def declared_profiles(learners: pd.DataFrame) -> dict[str, tuple[float, tuple[str, ...]]]:
-    """Declared level and interests (as item topic tokens) per learner."""
+    """Declared level (NaN if none) and interests per learner."""
     return {
-        row.user_id: (float(row.level), tuple(f"topic:{t}" for t in row.interests))
+        row.user_id: (float(row.level), tuple(row.interests))
         for row in learners.itertuples(index=False)
     }

@@ -103,11 +103,8 @@ def test_ranking_features_are_the_same_in_training_and_serving(
         served_scores = items[candidates[row][valid]] @ vector
         np.testing.assert_allclose(served_scores, scores[row][valid], atol=1e-5)
         level, interests = declared[user]
-        state = LearnerState(
-            history=space.items.lookup(histories.get(user)),
-            strengths=np.asarray(histories.strengths[user], dtype=np.float32),
-            declared_level=level,
-            interests=interests,
+        state = LearnerState.of(
+            space, histories.get(user), histories.strengths[user], level, interests
         )
         served = ranking_features(stats, state, candidates[row][valid], served_scores)
         assert served.shape == (valid.sum(), len(FEATURE_NAMES))
