@@ -402,7 +402,7 @@ def build_bundle(
 
     bar.set_postfix_str("catalog and feature space")
     items = items_frame(catalog)
-    write_catalog(items, bundle / CATALOG_FILE)
+    write_catalog(catalog, bundle / CATALOG_FILE)
     tokens = catalog_tokens(items)
     profiles = {
         learner.user_id: learner_tokens(learner.interests, learner.goals, learner.level)

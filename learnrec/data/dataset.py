@@ -15,6 +15,7 @@ is turned into the same three frames, so the models never know where data came f
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -112,6 +113,17 @@ def items_frame(items: Iterable[ContentItem]) -> pd.DataFrame:
     rows = [item.model_dump(mode="json") for item in items]
     frame = pd.DataFrame(rows, columns=ITEM_COLUMNS)
     return _normalise_items(frame)
+
+
+def content_items(items: pd.DataFrame) -> list[ContentItem]:
+    """The catalog frame back as validated items (NaN becomes "not given")."""
+    out = []
+    for row in items.to_dict(orient="records"):
+        known = {k: v for k, v in row.items() if not (isinstance(v, float) and math.isnan(v))}
+        if "level" in known:
+            known["level"] = int(known["level"])
+        out.append(ContentItem.model_validate(known))
+    return out
 
 
 def learners_frame(learners: Iterable[Learner]) -> pd.DataFrame:

@@ -11,7 +11,6 @@ import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from pydantic import TypeAdapter
 
@@ -20,23 +19,10 @@ from learnrec.schemas import ContentItem
 _ITEMS = TypeAdapter(list[ContentItem])
 
 
-def write_catalog(items: Any, path: Path) -> None:
-    """Write a catalog frame (see learnrec.data.dataset) as validated JSON lines."""
+def write_catalog(items: Iterable[ContentItem], path: Path) -> None:
+    """Write catalog items as JSON lines, the form :meth:`ServingCatalog.load` reads."""
     with path.open("w", encoding="utf-8") as handle:
-        for row in items.to_dict(orient="records"):
-            level = row.get("level")
-            item = ContentItem(
-                content_id=row["content_id"],
-                title=row.get("title") or "",
-                topics=list(row.get("topics") or []),
-                tags=list(row.get("tags") or []),
-                level=None if level is None or level != level else int(level),
-                format=row.get("format") or None,
-                duration_minutes=row.get("duration_minutes")
-                if row.get("duration_minutes") == row.get("duration_minutes")
-                else None,
-                prerequisites=list(row.get("prerequisites") or []),
-            )
+        for item in items:
             handle.write(item.model_dump_json(exclude_none=True) + "\n")
 
 

@@ -19,7 +19,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from learnrec.bundle import CATALOG_FILE, EMBEDDINGS_FILE, SPACE_FILE, STATS_FILE
-from learnrec.data.dataset import Dataset
+from learnrec.data.dataset import Dataset, content_items
 from learnrec.features.space import FeatureSpace
 from learnrec.retrieval.onnx_runtime import ITEM_INPUTS, USER_INPUTS, OnnxTowers
 from learnrec.serving.bundle_index import write_index
@@ -172,7 +172,7 @@ def train_retrieval(
     embeddings = np.vstack([np.zeros((1, item_vectors.shape[1]), np.float32), item_vectors])
     np.save(out_dir / EMBEDDINGS_FILE, embeddings)
     space.save(out_dir / SPACE_FILE)
-    write_catalog(dataset.items, out_dir / CATALOG_FILE)
+    write_catalog(content_items(dataset.items), out_dir / CATALOG_FILE)
     write_index(out_dir)
     item_stats_for(space, dataset, interactions).save(out_dir / STATS_FILE)
     summary = {

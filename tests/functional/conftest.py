@@ -15,10 +15,9 @@ from moto import mock_aws
 from functional.serving_harness import REPO, STREAM, Api
 from learnrec.bundle import MANIFEST_FILE, write_manifest
 from learnrec.config import get_settings
-from learnrec.data.dataset import Dataset
+from learnrec.data.dataset import Dataset, content_items
 from learnrec.data.generator import generate, to_dataset
 from learnrec.ranking.model import RankerParams
-from learnrec.schemas import ContentItem
 from learnrec.serving.auth import generate_key_pair
 from learnrec.serving.model_store import LocalModelStore, promote
 from learnrec.storage import CatalogStore, make_engine
@@ -85,11 +84,7 @@ def api(
         boto3.client("kinesis").create_stream(StreamName=STREAM, ShardCount=1)
         store = CatalogStore(make_engine(env["DATABASE_URL"]))
         store.create_schema()
-        store.upsert_items(
-            ContentItem.model_validate(row)
-            for row in small_dataset.items.to_dict(orient="records")
-            if row.update(level=None if row["level"] != row["level"] else int(row["level"])) is None
-        )
+        store.upsert_items(content_items(small_dataset.items))
         spec = importlib.util.spec_from_file_location(
             "api_handler", REPO / "functions" / "api" / "handler.py"
         )

@@ -24,7 +24,7 @@ from learnrec.data.dataset import (
     split_interactions,
     write_dataset,
 )
-from learnrec.schemas import ContentItem, Learner
+from learnrec.schemas import ContentFormat, ContentItem, Learner
 
 T0 = pd.Timestamp("2026-01-01T00:00:00Z")
 
@@ -423,3 +423,22 @@ def test_make_dataset_normalises_the_interactions() -> None:
     assert len(dataset.interactions) == 4
     without_ts = make_dataset("demo", raw.drop(columns="ts"))
     assert not without_ts.has_timestamps
+
+
+def test_content_items_inverts_items_frame() -> None:
+    from learnrec.data.dataset import content_items
+
+    items = [
+        ContentItem(
+            content_id="a",
+            title="A",
+            topics=["x"],
+            level=2,
+            format=ContentFormat.VIDEO,
+            duration_minutes=12.5,
+            prerequisites=["b"],
+            tags=["t"],
+        ),
+        ContentItem(content_id="b"),
+    ]
+    assert content_items(items_frame(items)) == items
