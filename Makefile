@@ -15,7 +15,7 @@ $(INSTALLED): pyproject.toml requirements/constraints.txt requirements/training-
 		|| { echo "learnrec needs Python 3.11 or newer (set PYTHON=...)"; exit 1; }
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -c requirements/constraints.txt -e '.[serving,training,postgres,dev]'
+	$(BIN)/python -m pip install --quiet -c requirements/constraints.txt -e '.[serving,training,postgres,dev,cdk]'
 	@# TFRS and tf-keras without their dependencies, or pip pulls a second TensorFlow.
 	$(BIN)/python -m pip install --quiet --no-deps -c requirements/constraints.txt -r requirements/training-nodeps.txt
 	@touch $@

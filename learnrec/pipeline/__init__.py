@@ -1,0 +1,1 @@
+"""The retraining pipeline: one definition, run by Step Functions in AWS and locally."""
