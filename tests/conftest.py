@@ -1,0 +1,32 @@
+"""Fixtures every test folder may use: the local AWS (moto server on 127.0.0.1:4566).
+
+The server is started once per test session, only by tests that ask for it, and stopped
+at the end of the session if this run started it; a server already running (``make
+demo``) is reused and left alone. Each test gets resources under a stage name of its own,
+so tests never see each other's streams, buckets or queues.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+from learnrec.local.aws import LocalAws, create_resources, local_aws, local_environment
+from learnrec.stages import ResourceNames
+
+
+@pytest.fixture(scope="session")
+def local_aws_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalAws]:
+    log = tmp_path_factory.mktemp("moto") / "moto_server.log"
+    with local_aws(log_file=log) as aws, local_environment():
+        yield aws
+
+
+@pytest.fixture
+def aws_names(local_aws_server: LocalAws) -> ResourceNames:
+    """A fresh stage's resources (bucket, stream, queue, secret, model group) in the local AWS."""
+    names = ResourceNames(stage=f"t{uuid.uuid4().hex[:10]}")
+    create_resources(local_aws_server, names)
+    return names
