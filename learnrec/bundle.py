@@ -24,6 +24,7 @@ SPACE_FILE = "feature_space.json"  # vocabularies: how serving encodes like trai
 EMBEDDINGS_FILE = "item_embeddings.npy"  # [N+1, D] item vectors, row 0 = unknown item
 STATS_FILE = "item_stats.npz"  # popularity, item-item similarity, item features
 CATALOG_FILE = "catalog.jsonl"  # titles, topics, levels, prerequisites for serving
+CATALOG_INDEX_FILE = "catalog.index.npz"  # content ids and line offsets of CATALOG_FILE
 INDEX_DIR = "faiss"  # the HNSW index over the item vectors
 
 
@@ -55,6 +56,19 @@ def git_commit(cwd: Path | None = None) -> str | None:
     return out.stdout.strip() or None
 
 
+def code_version(explicit: str | None = None) -> str:
+    """The commit to record: given, from git, from ``LEARNREC_GIT_COMMIT``, or "unknown".
+
+    Jobs in AWS run from an uploaded copy of the source with no ``.git``; the deployment
+    records the commit it shipped in ``LEARNREC_GIT_COMMIT`` for them.
+    """
+    if explicit:
+        return explicit
+    from learnrec.config import get_settings
+
+    return git_commit() or get_settings().git_commit or "unknown"
+
+
 def new_version(now: datetime | None = None) -> str:
     """Versions sort by time: ``20261126T031500Z``."""
     return (now or datetime.now(UTC)).astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
@@ -67,8 +81,15 @@ def write_manifest(
     metrics: Mapping[str, Any],
     data: Mapping[str, Any],
     created: datetime | None = None,
+    drift: Mapping[str, Any] | None = None,
+    commit: str | None = None,
+    extra: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Checksum every file under ``directory`` and write the manifest beside them."""
+    """Checksum every file under ``directory`` and write the manifest beside them.
+
+    ``drift`` is the version's drift report and profile (learnrec.pipeline.drift);
+    ``extra`` adds fields such as the pipeline run that made the version.
+    """
     files = {
         str(path.relative_to(directory)): sha256_file(path)
         for path in sorted(directory.rglob("*"))
@@ -78,10 +99,12 @@ def write_manifest(
         "schema": MANIFEST_SCHEMA,
         "version": version,
         "created": (created or datetime.now(UTC)).isoformat().replace("+00:00", "Z"),
-        "git_commit": git_commit(),
+        "git_commit": code_version(commit),
         "data": dict(data),
         "parameters": dict(parameters),
         "metrics": dict(metrics),
+        "drift": dict(drift or {}),
+        **dict(extra or {}),
         "files": files,
     }
     (directory / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2, default=str))

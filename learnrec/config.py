@@ -37,6 +37,16 @@ class Settings(BaseSettings):
     events_stream: str | None = Field(default=None, validation_alias="KINESIS_STREAM_NAME")
     user_id_hash_key: str | None = None
     user_id_hash_secret_id: str | None = None
+    # The commit a deployment shipped, for model manifests made where there is no .git.
+    git_commit: str | None = Field(default=None, validation_alias="LEARNREC_GIT_COMMIT")
+    # Event ingestion (functions/ingest): records that cannot be processed go here.
+    dead_letter_queue_url: str | None = None
+    # How long processed event ids are remembered for de-duplication across batches.
+    dedupe_window_days: float = Field(default=7.0, gt=0)
+    # A/B test: variant name -> model version, or -> {"model_version": v, "weight": w};
+    # JSON, e.g. '{"control": "v1", "treatment": "v2"}' (see learnrec.events.experiments).
+    experiment_variants: str | None = None
+    experiment_name: str = "default"
 
 
 @lru_cache(maxsize=1)

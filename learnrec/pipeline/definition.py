@@ -1,27 +1,62 @@
 """The retraining pipeline as data: ordered steps with their inputs and outputs.
 
 Both runners read this one tuple: the CDK app turns it into the Step Functions state
-machine (``cdk/``), and ``learnrec pipeline run`` runs it locally. A step's ``kind``
-says where it runs in AWS:
+machine (``cdk/``), and ``learnrec pipeline run`` runs it locally
+(:mod:`learnrec.pipeline.local`). A step's ``kind`` says where it runs in AWS:
 
 - ``training``: a SageMaker training job (``.sync``) running ``entry_point`` from the
   uploaded source in the TensorFlow training container, with SageMaker's conventions
-  (``SM_CHANNEL_<NAME>`` per input, ``SM_MODEL_DIR`` for the output, hyperparameters);
+  (``SM_CHANNEL_<NAME>`` per entry of ``channels``, ``SM_MODEL_DIR`` for the output,
+  hyperparameters as ``--name value``);
 - ``processing``: a SageMaker processing job (``.sync``) running ``entry_point`` with the
-  step's name, in the same container, for steps that need pandas or TensorFlow;
+  step's name, in the same container, for steps that need pandas, onnxruntime or faiss;
 - ``function``: the pipeline Lambda (``functions/pipeline/``), for short control-plane
   steps that only need boto3.
 
 Locally, training and processing steps run as child processes with the same conventions,
-and function steps run in-process. Artifacts move between steps as S3 prefixes under
-``pipeline/<run id>/<artifact>/`` in the data bucket; the names in ``inputs`` and
-``outputs`` are those artifact names.
+and function steps run in-process through the same core functions the Lambda calls.
+
+Artifacts. Every name in ``inputs`` and ``outputs`` is an artifact: an S3 prefix
+``pipeline/<run id>/<artifact>/`` in the data bucket (:func:`artifact_prefix`), except
+the :data:`EXTERNAL_INPUTS`, which a step reads itself (events from the archive over the
+run's window, the catalog from the database). A training job's model folder reaches S3
+the way SageMaker uploads it, as ``<S3OutputPath>/<job name>/output/model.tar.gz`` with
+``S3OutputPath = s3://<bucket>/pipeline/<run id>/<artifact>/``; consumers unpack any
+``model.tar.gz`` found in an input folder (:func:`learnrec.pipeline.artifacts.unpack`),
+so a prefix holding plain files or a tarball reads the same.
+
+Training steps (state machine: ``CreateTrainingJob.sync``):
+
+- ``InputDataConfig``: one channel per :class:`Channel`, ``S3Prefix`` =
+  ``s3://<bucket>/pipeline/<run id>/<channel.artifact>/<channel.path>``
+  (:meth:`Channel.prefix`), ``S3DataDistributionType=FullyReplicated``.
+- ``OutputDataConfig.S3OutputPath``: ``s3://<bucket>/pipeline/<run id>/<outputs[0]>/``.
+- ``HyperParameters``: ``step.hyperparameters`` (strings), then the run's overrides
+  ``$.run.hyperparameters.<step name>`` (``States.JsonMerge``), then for each name in
+  ``run_hyperparameters`` the run field of that name (``version`` -> ``$.run.version``).
+- Training job name: :func:`job_name` (``learnrec-<run id>-<step, dashes>``).
+
+Processing steps (state machine: ``CreateProcessingJob.sync``): container arguments
+``[<entry_point>, <step name>, "--run", States.JsonToString($.run)]``; each artifact in
+``inputs`` is a ``ProcessingInput`` from its prefix to
+``/opt/ml/processing/input/<artifact>``, each artifact in ``outputs_for(mode)`` a
+``ProcessingOutput`` from ``/opt/ml/processing/output/<artifact>`` to its prefix
+(``S3UploadMode=EndOfJob``). The job needs read access to ``events/`` and ``models/``,
+write access to ``pipeline/`` and ``DATABASE_URL`` in its environment (the catalog). See
+``training/pipeline_step.py``.
+
+Function steps (state machine: ``lambda:invoke`` of the pipeline function): payload
+``{"step": <name>, "run": $.run}``; the result (``ResultPath`` ``$.results.<name>``) is
+described in ``functions/pipeline/handler.py``. The run itself (``$.run``) is made by
+the same function with ``{"step": "start", "request": {...}}`` before the first step.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
+
+from learnrec.stages import PIPELINE_PREFIX
 
 
 class StepKind(StrEnum):
@@ -38,6 +73,35 @@ class Mode(StrEnum):
     RANKING = "ranking"
 
 
+#: Inputs a step reads from their source rather than from the run's artifacts.
+EXTERNAL_INPUTS: dict[str, str] = {
+    "events": "raw events in s3://<bucket>/events/ that arrived in the run's window",
+    "catalog": "catalog items and learner profiles from the database (DATABASE_URL)",
+}
+
+
+@dataclass(frozen=True)
+class Channel:
+    """A SageMaker data channel of a training step: ``SM_CHANNEL_<NAME>``.
+
+    ``path`` is a folder inside the artifact (``dataset`` holds ``fit/``, ``labels/``,
+    ``validation/``), so one artifact can feed several channels.
+    """
+
+    name: str
+    artifact: str
+    path: str = ""
+
+    @property
+    def env(self) -> str:
+        return f"SM_CHANNEL_{self.name.upper()}"
+
+    def prefix(self, run_id: str) -> str:
+        """The channel's S3 key prefix (in the data bucket), ending in ``/``."""
+        base = artifact_prefix(run_id, self.artifact)
+        return f"{base}{self.path.strip('/')}/" if self.path else base
+
+
 @dataclass(frozen=True)
 class Step:
     name: str
@@ -47,12 +111,29 @@ class Step:
     outputs: tuple[str, ...]
     entry_point: str | None = None
     modes: frozenset[Mode] = frozenset(Mode)
+    channels: tuple[Channel, ...] = ()
+    # Default hyperparameters (training steps), as SageMaker passes them: strings.
+    hyperparameters: tuple[tuple[str, str], ...] = ()
+    # Hyperparameters whose value is the run's field of the same name.
+    run_hyperparameters: tuple[str, ...] = ()
+    # Extra outputs in some modes (ranking mode's build_dataset also provides "retrieval").
+    mode_outputs: tuple[tuple[Mode, str], ...] = field(default=())
 
     def runs_in(self, mode: Mode) -> bool:
         return mode in self.modes
 
+    def outputs_for(self, mode: Mode) -> tuple[str, ...]:
+        return self.outputs + tuple(name for m, name in self.mode_outputs if m == mode)
+
+    @property
+    def artifact_inputs(self) -> tuple[str, ...]:
+        return tuple(name for name in self.inputs if name not in EXTERNAL_INPUTS)
+
 
 PIPELINE_STEP_ENTRY = "training/pipeline_step.py"
+# Progress bars in a job's log are noise; SageMaker passes every hyperparameter with a
+# value, hence "true" rather than a bare flag.
+_QUIET = ("no-progress", "true")
 
 PIPELINE: tuple[Step, ...] = (
     Step(
@@ -63,6 +144,7 @@ PIPELINE: tuple[Step, ...] = (
         inputs=("events", "catalog"),
         outputs=("dataset",),
         entry_point=PIPELINE_STEP_ENTRY,
+        mode_outputs=((Mode.RANKING, "retrieval"),),
     ),
     Step(
         "train_retrieval",
@@ -72,12 +154,14 @@ PIPELINE: tuple[Step, ...] = (
         outputs=("retrieval",),
         entry_point="training/train_retrieval.py",
         modes=frozenset({Mode.FULL}),
+        channels=(Channel("train", "dataset", "fit"),),
+        hyperparameters=(_QUIET,),
     ),
     Step(
         "build_index",
         StepKind.PROCESSING,
-        "item embeddings into a new OpenSearch index per version plus the alias swap, "
-        "and the faiss index in the bundle",
+        "item embeddings into a new OpenSearch index per version (the alias moves when "
+        "the version is promoted), and the faiss index in the bundle",
         inputs=("retrieval",),
         outputs=("index",),
         entry_point=PIPELINE_STEP_ENTRY,
@@ -89,6 +173,14 @@ PIPELINE: tuple[Step, ...] = (
         inputs=("dataset", "retrieval", "index"),
         outputs=("bundle",),
         entry_point="training/train_ranking.py",
+        channels=(
+            Channel("train", "dataset", "fit"),
+            Channel("labels", "dataset", "labels"),
+            Channel("retrieval", "retrieval"),
+            Channel("index", "index"),
+        ),
+        hyperparameters=(_QUIET,),
+        run_hyperparameters=("version",),
     ),
     Step(
         "evaluate",
@@ -127,3 +219,16 @@ def step(name: str) -> Step:
         if candidate.name == name:
             return candidate
     raise KeyError(f"no pipeline step named {name!r}; steps: {[s.name for s in PIPELINE]}")
+
+
+def artifact_prefix(run_id: str, artifact: str) -> str:
+    """Key prefix of a run's artifact in the data bucket, ending in ``/``."""
+    return f"{PIPELINE_PREFIX}{run_id}/{artifact}/"
+
+
+def job_name(run_id: str, step_name: str) -> str:
+    """SageMaker job name of a step in a run (at most 63 characters, letters, digits, -)."""
+    name = f"learnrec-{run_id}-{step_name.replace('_', '-')}"
+    if len(name) > 63:
+        raise ValueError(f"job name {name!r} is longer than SageMaker's 63 characters")
+    return name

@@ -166,12 +166,15 @@ class S3ModelStore:
         )
 
     def fetch(self, version: str) -> Path:
-        target = self.cache / version
+        # Keyed by bucket and prefix too: two stores may hold different bundles that
+        # carry the same version name.
+        cache = self.cache / self.bucket / self._key()
+        target = cache / version
         if (target / MANIFEST_FILE).exists():
             return target
         root = self._key(VERSIONS, version) + "/"
         paginator = self.client.get_paginator("list_objects_v2")
-        partial = self.cache / f".{version}.partial"
+        partial = cache / f".{version}.partial"
         shutil.rmtree(partial, ignore_errors=True)
         count = 0
         for page in paginator.paginate(Bucket=self.bucket, Prefix=root):
@@ -191,6 +194,20 @@ class S3ModelStore:
             if path.is_file():
                 key = self._key(VERSIONS, version, str(path.relative_to(bundle)))
                 self.client.upload_file(str(path), self.bucket, key)
+
+
+def store_from_url(url: str, s3_client: Any = None) -> ModelStore:
+    """``s3://bucket/prefix`` (boto3 honours ``AWS_ENDPOINT_URL``) or a local folder."""
+    if url.startswith("s3://"):
+        bucket, _, prefix = url[len("s3://") :].partition("/")
+        if not bucket:
+            raise ModelStoreError(f"no bucket in model store URL {url!r}")
+        if s3_client is None:
+            import boto3
+
+            s3_client = boto3.client("s3")
+        return S3ModelStore(bucket, prefix.strip("/"), s3_client)
+    return LocalModelStore(Path(url))
 
 
 class ActiveModel:

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
-from learnrec.bundle import new_version, write_manifest
+from learnrec.bundle import INDEX_DIR, new_version, write_manifest
 from learnrec.data.dataset import read_dataset
 from learnrec.ranking.model import RankerParams
 from learnrec.training.retrieval import RetrievalParams
@@ -41,8 +41,10 @@ def _add_params(parser: argparse.ArgumentParser, cls: type[Any]) -> None:
     for field in dataclasses.fields(cls):
         flag = "--" + field.name.replace("_", "-")
         kind: Any = type(field.default)
+        # Both spellings: people type dashes, SageMaker setups often use the field name.
+        spellings = [flag] if "_" not in field.name else [flag, "--" + field.name]
         parser.add_argument(
-            flag,
+            *spellings,
             dest=field.name,
             type=_to_bool if kind is bool else kind,
             default=field.default,
@@ -59,6 +61,23 @@ def _channel_argument(parser: argparse.ArgumentParser, name: str, help_text: str
     parser.add_argument(
         f"--{name}", type=Path, default=os.environ.get(env), help=f"{help_text} (env {env})"
     )
+
+
+def _progress_argument(parser: argparse.ArgumentParser) -> None:
+    # SageMaker passes every hyperparameter as "--name value": "--no-progress true" must
+    # parse as well as the bare flag people type.
+    parser.add_argument(
+        "--no-progress", nargs="?", const=True, default=False, type=_to_bool, metavar="BOOL"
+    )
+
+
+def _channel(path: Path | None) -> Path | None:
+    """A channel folder with any upstream training job's ``model.tar.gz`` unpacked."""
+    if path is None:
+        return None
+    from learnrec.pipeline.artifacts import unpack
+
+    return unpack(Path(path))
 
 
 def _model_dir_argument(parser: argparse.ArgumentParser) -> None:
@@ -83,11 +102,13 @@ def retrieval_main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=retrieval_main.__doc__)
     _channel_argument(parser, "train", "dataset folder with the interactions to learn from")
     _model_dir_argument(parser)
-    parser.add_argument("--no-progress", action="store_true")
+    _progress_argument(parser)
     _add_params(parser, RetrievalParams)
     args = parser.parse_args(argv)
     _require(parser, args, "train")
     dataset = read_dataset(args.train)
+    if dataset.interactions.empty:
+        parser.exit(2, f"{parser.prog}: error: no interactions in {args.train}\n")
     summary = train_retrieval(
         dataset,
         dataset.interactions,
@@ -104,7 +125,9 @@ def ranking_main(argv: Sequence[str] | None = None) -> int:
 
     Channels: ``train`` (what the retrieval model learnt from), ``labels`` (dataset
     folder whose interactions the ranker learns to find), ``retrieval`` (the retrieval
-    job's model folder, copied into the bundle).
+    job's model folder, copied into the bundle) and, optionally, ``index`` (a freshly
+    built ``faiss/`` index that replaces the retrieval folder's). A channel holding a
+    SageMaker ``model.tar.gz`` is unpacked first.
     """
     from learnrec.training.ranking import train_ranking
 
@@ -112,17 +135,24 @@ def ranking_main(argv: Sequence[str] | None = None) -> int:
     _channel_argument(parser, "train", "dataset folder the retrieval model was trained on")
     _channel_argument(parser, "labels", "dataset folder with the held-out interactions")
     _channel_argument(parser, "retrieval", "the retrieval job's model folder")
+    _channel_argument(parser, "index", "folder with a rebuilt faiss/ index (optional)")
     _model_dir_argument(parser)
     parser.add_argument("--version", default=None, help="bundle version (default: a timestamp)")
-    parser.add_argument("--no-progress", action="store_true")
+    _progress_argument(parser)
     _add_params(parser, RankerParams)
     args = parser.parse_args(argv)
     _require(parser, args, "train", "labels", "retrieval")
     dataset = read_dataset(args.train)
     labels = read_dataset(args.labels).interactions
+    retrieval_dir = Path(args.retrieval)
+    _channel(retrieval_dir)
+    index_dir = _channel(args.index)
     out: Path = args.model_dir
     if out.resolve() != Path(args.retrieval).resolve():
-        shutil.copytree(args.retrieval, out, dirs_exist_ok=True)
+        shutil.copytree(retrieval_dir, out, dirs_exist_ok=True)
+    if index_dir is not None and (index_dir / INDEX_DIR).is_dir():
+        shutil.rmtree(out / INDEX_DIR, ignore_errors=True)
+        shutil.copytree(index_dir / INDEX_DIR, out / INDEX_DIR)
     params = _params(RankerParams, args)
     summary = train_ranking(
         dataset, dataset.interactions, labels, out, out, params, progress=not args.no_progress

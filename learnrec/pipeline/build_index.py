@@ -1,0 +1,69 @@
+"""Step ``build_index``: the item vectors of the run's retrieval model, made searchable.
+
+Always writes the faiss index (``faiss/`` in the ``index`` artifact; the ranking job puts
+it into the bundle, where serving loads it). With ``VECTOR_INDEX=opensearch`` it also
+creates the version's own OpenSearch index (``<alias>-<version>``) and fills it; the
+alias is not moved here but when the version is promoted (:mod:`learnrec.pipeline.promote`),
+so the index that serving queries always matches the towers of the active model, even
+when the gate turns this candidate down.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from learnrec.bundle import INDEX_DIR
+from learnrec.config import Settings, get_settings
+from learnrec.pipeline.errors import StepError
+from learnrec.pipeline.run import RunContext
+from learnrec.retrieval.faiss_index import FaissIndex
+from learnrec.retrieval.index import VectorIndexError
+from learnrec.serving.bundle_index import indexed_items
+
+STEP = "build_index"
+
+
+def opensearch_index(settings: Settings, client: Any = None) -> Any:
+    """The OpenSearch adapter from settings (the client signs with the job's role)."""
+    from learnrec.retrieval.opensearch_index import OpenSearchIndex
+
+    if client is None:
+        if not settings.opensearch_endpoint:
+            raise StepError(STEP, "VECTOR_INDEX=opensearch needs OPENSEARCH_ENDPOINT")
+        from learnrec.serving.context import opensearch_client
+
+        client = opensearch_client(settings.opensearch_endpoint)
+    return OpenSearchIndex(client, settings.opensearch_alias)
+
+
+def build_index(
+    run: RunContext,
+    retrieval: Path,
+    out: Path,
+    settings: Settings | None = None,
+    opensearch_client: Any = None,
+) -> dict[str, Any]:
+    settings = settings or get_settings()
+    try:
+        items = indexed_items(retrieval)
+    except (OSError, ValueError, KeyError) as error:
+        raise StepError(STEP, f"the retrieval artifact is incomplete: {error}") from error
+    if not items:
+        raise StepError(STEP, "the retrieval model has no item vectors to index")
+    FaissIndex.build(items).save(out / INDEX_DIR)
+    summary: dict[str, Any] = {
+        "items": len(items),
+        "dimension": len(items[0].vector),
+        "faiss": INDEX_DIR,
+        "opensearch_index": None,
+    }
+    if settings.vector_index == "opensearch":
+        index = opensearch_index(settings, opensearch_client)
+        try:
+            name = index.create_version_index(run.version, summary["dimension"])
+            index.bulk_load(run.version, items)
+        except VectorIndexError as error:
+            raise StepError(STEP, str(error)) from error
+        summary["opensearch_index"] = name
+    return summary

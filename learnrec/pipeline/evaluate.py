@@ -1,0 +1,164 @@
+"""Step ``evaluate``: the candidate, popularity and the active model on the same learners.
+
+All three get each validation learner's whole history from the run's window (``fit`` and
+``labels``) and are asked for k items the learner has not engaged with, as serving
+would; the learner's ``validation`` interactions are the answers. The result
+(``evaluation.json``) holds the metrics, the gate's decision, the drift against the
+active model and the profile the candidate leaves for the next run to compare against.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from learnrec.bundle import SPACE_FILE, STATS_FILE, BundleError, read_manifest
+from learnrec.data.dataset import Dataset, read_dataset
+from learnrec.evaluation.metrics import evaluate_rankings
+from learnrec.evaluation.offline import popularity_ranking
+from learnrec.features.ranking import ItemStats
+from learnrec.features.space import FeatureSpace
+from learnrec.pipeline import drift
+from learnrec.pipeline.build_dataset import SUMMARY_FILE
+from learnrec.pipeline.errors import StepError
+from learnrec.pipeline.gate import decide
+from learnrec.pipeline.run import RunContext
+from learnrec.ranking.model import Ranker
+from learnrec.training.inputs import Histories
+from learnrec.training.ranking import candidates_for, feature_matrix
+
+STEP = "evaluate"
+EVALUATION_FILE = "evaluation.json"
+DEFAULT_CANDIDATES = 100
+
+
+@dataclass(frozen=True)
+class Scored:
+    """One model's top-k lists on the validation learners, and their ranker scores."""
+
+    metrics: dict[str, float]
+    scores: np.ndarray
+
+
+def _candidates(bundle: Path) -> int:
+    path = bundle / "ranking.json"
+    if path.exists():
+        return int(json.loads(path.read_text())["params"].get("candidates", DEFAULT_CANDIDATES))
+    return DEFAULT_CANDIDATES
+
+
+def score_bundle(
+    bundle: Path, dataset: Dataset, history: pd.DataFrame, relevant: dict[str, set[str]], k: int
+) -> Scored:
+    """Retrieval, then the ranker, for every learner in ``relevant``; metrics at k."""
+    space = FeatureSpace.load(bundle / SPACE_FILE)
+    stats = ItemStats.load(bundle / STATS_FILE)
+    ranker = Ranker.load(bundle)
+    histories = Histories.of(history)
+    users = sorted(relevant)
+    candidates, scores = candidates_for(
+        bundle, space, dataset, histories, users, _candidates(bundle)
+    )
+    blocks = feature_matrix(stats, space, dataset, histories, users, candidates, scores)
+    lists: dict[str, list[str]] = {}
+    top_scores = []
+    for row, user in enumerate(users):
+        items = candidates[row][candidates[row] != 0]
+        ranked = ranker.score(blocks[row]) if len(items) else np.zeros(0, np.float32)
+        order = np.argsort(-ranked, kind="stable")[:k]
+        lists[user] = [space.items.key(int(i)) for i in items[order]]
+        top_scores.append(ranked[order])
+    metrics = evaluate_rankings(lists, relevant, k, len(dataset.items))
+    flat = np.concatenate(top_scores) if top_scores else np.zeros(0)
+    return Scored(metrics, flat.astype(np.float64))
+
+
+def evaluate(
+    run: RunContext,
+    dataset_dir: Path,
+    bundle: Path,
+    out: Path,
+    active_bundle: Path | None,
+    active_error: str | None = None,
+) -> dict[str, Any]:
+    """Write ``evaluation.json`` into ``out``; ``active_bundle`` is None without an active model.
+
+    A broken or missing active model is no reason to keep it: the candidate is then
+    compared with popularity only, and ``active_error`` says so in the evaluation.
+    """
+    fit = read_dataset(dataset_dir / "fit")
+    labels = read_dataset(dataset_dir / "labels").interactions
+    validation = read_dataset(dataset_dir / "validation").interactions
+    history = pd.concat([fit.interactions, labels], ignore_index=True)
+    relevant = {str(u): set(g) for u, g in validation.groupby("user_id")["content_id"]}
+    if not relevant:
+        raise StepError(STEP, "the validation data is empty")
+    k, metric = run.k, run.primary_metric
+    try:
+        candidate = score_bundle(bundle, fit, history, relevant, k)
+    except (OSError, ValueError, KeyError) as error:
+        raise StepError(STEP, f"cannot score the candidate bundle: {error}") from error
+    popular = popularity_ranking(history, Histories.of(history), sorted(relevant), k)
+    popularity = evaluate_rankings(popular, relevant, k, len(fit.items))
+    active: Scored | None = None
+    reference = None
+    if active_bundle is not None:
+        try:
+            active = score_bundle(active_bundle, fit, history, relevant, k)
+            reference = read_manifest(active_bundle, verify=False).get("drift", {}).get("profile")
+        except (OSError, ValueError, KeyError, BundleError) as error:
+            active_error = f"the active model {run.active_version} could not be scored: {error}"
+    gate = decide(
+        metric,
+        candidate.metrics,
+        popularity,
+        None if active is None else active.metrics,
+        run.tolerance,
+        run.active_version,
+    )
+    features = drift.feature_values(history)
+    report = drift.drift_report(reference, active.scores if active else [], features)
+    report["profile"] = drift.build_profile(candidate.scores, features)
+    summary_path = dataset_dir / SUMMARY_FILE
+    evaluation = {
+        "run_id": run.run_id,
+        "version": run.version,
+        "mode": run.mode.value,
+        "k": k,
+        "primary_metric": metric,
+        "users": len(relevant),
+        "active_version": run.active_version,
+        "active_error": active_error,
+        "models": {
+            "candidate": _clean(candidate.metrics),
+            "popularity": _clean(popularity),
+            "active": None if active is None else _clean(active.metrics),
+        },
+        "gate": gate.to_json(),
+        "drift": report,
+        "data": json.loads(summary_path.read_text()) if summary_path.exists() else {},
+    }
+    out.mkdir(parents=True, exist_ok=True)
+    (out / EVALUATION_FILE).write_text(json.dumps(evaluation, indent=2))
+    return evaluation
+
+
+def _clean(metrics: dict[str, float]) -> dict[str, float]:
+    return {name: round(value, 6) for name, value in metrics.items() if name != "users"}
+
+
+def fetch_active(run: RunContext) -> tuple[Path | None, str | None]:
+    """The active bundle as a folder (None without one), and why it could not be fetched."""
+    if run.active_version is None:
+        return None, None
+    from learnrec.serving.model_store import ModelStoreError, store_from_url
+
+    try:
+        return store_from_url(run.model_store_url).fetch(run.active_version), None
+    except ModelStoreError as error:
+        return None, f"the active model {run.active_version} could not be fetched: {error}"

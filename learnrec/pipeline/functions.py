@@ -1,0 +1,220 @@
+"""The pipeline's function steps: ``start``, ``register`` and ``promote``.
+
+Called in AWS by ``functions/pipeline/handler.py`` (the pipeline Lambda) and locally, in
+process, by :mod:`learnrec.pipeline.local`; both pass the same run document. Like every
+step they read their inputs from the run's artifacts in S3 and write their outputs
+there, so a retried state finds what it needs.
+
+- ``start`` (not a pipeline step: it makes the run): request -> ``{"run": {...}}``.
+- ``register``: the ``bundle`` and ``evaluation`` artifacts -> the version's bundle under
+  ``models/versions/<version>/`` with its final manifest, a SageMaker model package in
+  the stage's group, ``model_drift_score`` published; output ``version/version.json``.
+- ``promote``: moves the pointer if the gate passed and the active version is still the
+  one the run compared with; output ``active/active.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from learnrec.bundle import MANIFEST_FILE, read_manifest, write_manifest
+from learnrec.pipeline import drift
+from learnrec.pipeline.artifacts import download_prefix, tarball_key, unpack
+from learnrec.pipeline.errors import StepError
+from learnrec.pipeline.lifecycle import LifecycleError, activate
+from learnrec.pipeline.run import RunContext, RunError, RunRequest, new_run
+from learnrec.serving.model_store import S3ModelStore
+from learnrec.stages import MODELS_PREFIX, ResourceNames
+
+EVALUATION_FILE = "evaluation.json"
+VERSION_FILE = "version.json"
+ACTIVE_FILE = "active.json"
+
+
+def store_for(run: RunContext, s3: Any) -> S3ModelStore:
+    return S3ModelStore(run.bucket, run.models_prefix, s3)
+
+
+def start_run(request: RunRequest, s3: Any) -> RunContext:
+    """A new run, comparing with whatever version is active now."""
+    names = ResourceNames(request.stage)
+    bucket = request.bucket or names.data_bucket
+    active = S3ModelStore(bucket, MODELS_PREFIX.rstrip("/"), s3).pointer().active
+    return new_run(request, active, names=names)
+
+
+def start(request: Mapping[str, Any], s3: Any) -> dict[str, Any]:
+    """A new run document for ``request`` (``{"mode": "full", "stage": "dev", ...}``)."""
+    return {"run": start_run(RunRequest.from_json(request), s3).to_json()}
+
+
+def _read_json(s3: Any, run: RunContext, artifact: str, name: str, step: str) -> dict[str, Any]:
+    key = run.artifact_key(artifact) + name
+    try:
+        body = s3.get_object(Bucket=run.bucket, Key=key)["Body"].read()
+    except s3.exceptions.NoSuchKey as error:
+        raise StepError(step, f"missing input s3://{run.bucket}/{key}") from error
+    data: dict[str, Any] = json.loads(body)
+    return data
+
+
+def _write_json(s3: Any, run: RunContext, artifact: str, name: str, data: Mapping[str, Any]) -> str:
+    key = run.artifact_key(artifact) + name
+    s3.put_object(
+        Bucket=run.bucket,
+        Key=key,
+        Body=json.dumps(data, indent=2, default=str).encode(),
+        ContentType="application/json",
+    )
+    return f"s3://{run.bucket}/{key}"
+
+
+def register(run: RunContext, s3: Any, sagemaker: Any, cloudwatch: Any) -> dict[str, Any]:
+    step = "register"
+    evaluation = _read_json(s3, run, "evaluation", EVALUATION_FILE, step)
+    store = store_for(run, s3)
+    bundle_uri = f"{run.model_store_url}/versions/{run.version}/"
+    if run.version not in store.versions():  # a retried state finds the bundle there
+        with tempfile.TemporaryDirectory(prefix="learnrec-register-") as tmp:
+            bundle = Path(tmp) / "bundle"
+            if not download_prefix(s3, run.bucket, run.artifact_key("bundle"), bundle):
+                raise StepError(step, f"the bundle artifact {run.artifact_uri('bundle')} is empty")
+            unpack(bundle)
+            if not (bundle / MANIFEST_FILE).exists():
+                raise StepError(step, "the bundle artifact has no manifest: not a model bundle")
+            made = read_manifest(bundle)  # refuses a bundle altered since training
+            (bundle / EVALUATION_FILE).write_text(json.dumps(evaluation, indent=2))
+            write_manifest(
+                bundle,
+                version=run.version,
+                parameters=made.get("parameters", {}),
+                metrics={
+                    "primary_metric": evaluation["primary_metric"],
+                    "k": evaluation["k"],
+                    "users": evaluation["users"],
+                    "gate": evaluation["gate"],
+                    **evaluation["models"],
+                },
+                data={
+                    "window": {
+                        "from": run.window_start.isoformat(),
+                        "to": run.window_end.isoformat(),
+                    },
+                    **{k: v for k, v in evaluation.get("data", {}).items() if k != "window"},
+                },
+                drift=evaluation["drift"],
+                extra={"run": {"run_id": run.run_id, "mode": run.mode.value}},
+            )
+            store.publish(bundle, run.version)
+    tarball = tarball_key(s3, run.bucket, run.artifact_key("bundle"))
+    package = _model_package(run, sagemaker, evaluation, bundle_uri, tarball)
+    score = evaluation["drift"].get("model_drift_score")
+    if score is not None:
+        drift.publish(cloudwatch, score, run.stage)
+    result = {
+        "version": run.version,
+        "bundle_uri": bundle_uri,
+        "model_package_arn": package,
+        "model_drift_score": score,
+    }
+    _write_json(s3, run, "version", VERSION_FILE, result)
+    return result
+
+
+def _model_package(
+    run: RunContext,
+    sagemaker: Any,
+    evaluation: Mapping[str, Any],
+    bundle_uri: str,
+    tarball: str | None,
+) -> str:
+    metric = evaluation["primary_metric"]
+    candidate = evaluation["models"]["candidate"]
+    properties = {
+        "version": run.version,
+        "run_id": run.run_id,
+        "mode": run.mode.value,
+        "bundle_uri": bundle_uri,
+        metric: f"{candidate[metric]:.6f}",
+        "gate": "passed" if evaluation["gate"]["passed"] else "failed",
+    }
+    if tarball:
+        properties["model_data_url"] = f"s3://{run.bucket}/{tarball}"
+    response = sagemaker.create_model_package(
+        ModelPackageGroupName=run.model_package_group,
+        ModelPackageDescription=f"learnrec {run.version} ({run.mode.value} retrain {run.run_id})",
+        ModelApprovalStatus="PendingManualApproval",
+        CustomerMetadataProperties=properties,
+        ModelMetrics={
+            "ModelQuality": {
+                "Statistics": {
+                    "ContentType": "application/json",
+                    "S3Uri": bundle_uri + EVALUATION_FILE,
+                }
+            }
+        },
+        ClientToken=run.run_id,  # a retried state does not register the version twice
+    )
+    return str(response["ModelPackageArn"])
+
+
+def promote_step(
+    run: RunContext, s3: Any, sagemaker: Any, opensearch_client: Any = None
+) -> dict[str, Any]:
+    step = "promote"
+    evaluation = _read_json(s3, run, "evaluation", EVALUATION_FILE, step)
+    registered = _read_json(s3, run, "version", VERSION_FILE, step)
+    store = store_for(run, s3)
+    current = store.pointer().active
+    gate = evaluation["gate"]
+    if not gate["passed"]:
+        promoted, reason = False, f"gate failed: {gate['reason']}"
+    elif current != run.active_version:
+        promoted = False
+        reason = (
+            f"the active version changed during the run ({run.active_version} -> {current}); "
+            "the candidate was not compared with it"
+        )
+    else:
+        try:
+            activate(store, run.version, opensearch_client=opensearch_client)
+        except LifecycleError as error:
+            raise StepError(step, str(error)) from error
+        promoted, reason, current = True, gate["reason"], run.version
+    sagemaker.update_model_package(
+        ModelPackageArn=registered["model_package_arn"],
+        ModelApprovalStatus="Approved" if promoted else "Rejected",
+        ApprovalDescription=reason[:1000],
+    )
+    result = {"version": run.version, "promoted": promoted, "reason": reason, "active": current}
+    _write_json(s3, run, "active", ACTIVE_FILE, result)
+    return result
+
+
+def handle(event: Mapping[str, Any], clients: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """One invocation of the pipeline function (see ``functions/pipeline/handler.py``)."""
+    import boto3
+
+    def client(name: str) -> Any:
+        return (clients or {}).get(name) or boto3.client(name)
+
+    name = str(event.get("step", ""))
+    try:
+        if name == "start":
+            return {"step": name, "ok": True, **start(event.get("request") or {}, client("s3"))}
+        if name not in ("register", "promote"):
+            raise StepError(name or "?", "unknown function step: use start, register or promote")
+        run = RunContext.from_json(event.get("run") or {})
+        if name == "register":
+            result = register(run, client("s3"), client("sagemaker"), client("cloudwatch"))
+        else:
+            result = promote_step(run, client("s3"), client("sagemaker"))
+    except StepError as error:
+        return {"step": name, "ok": False, "error": str(error)}
+    except RunError as error:
+        return {"step": name, "ok": False, "error": f"{name}: {error}"}
+    return {"step": name, "ok": True, **result}

@@ -1,0 +1,111 @@
+"""The processing steps behind ``training/pipeline_step.py``, one function per step.
+
+SageMaker processing conventions: each input artifact is a folder under
+``/opt/ml/processing/input/<artifact>``, each output a folder under
+``/opt/ml/processing/output/<artifact>`` that the job uploads when it ends. The local
+runner passes other folders with ``--input``/``--output``; the code is the same.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from learnrec.pipeline.artifacts import unpack
+from learnrec.pipeline.definition import StepKind, step
+from learnrec.pipeline.errors import StepError
+from learnrec.pipeline.run import RunContext, RunError
+
+INPUT_ROOT = Path("/opt/ml/processing/input")
+OUTPUT_ROOT = Path("/opt/ml/processing/output")
+#: Printed before the message of a failed step, so a runner can find it in the log.
+FAILURE_MARKER = "learnrec-step-failed: "
+
+
+def _s3() -> Any:
+    import boto3
+
+    return boto3.client("s3")
+
+
+def _build_dataset(run: RunContext, inputs: dict[str, Path], outputs: dict[str, Path]) -> Any:
+    from learnrec.pipeline.build_dataset import build_dataset
+
+    return build_dataset(run, _s3(), outputs)
+
+
+def _build_index(run: RunContext, inputs: dict[str, Path], outputs: dict[str, Path]) -> Any:
+    from learnrec.pipeline.build_index import build_index
+
+    return build_index(run, inputs["retrieval"], outputs["index"])
+
+
+def _evaluate(run: RunContext, inputs: dict[str, Path], outputs: dict[str, Path]) -> Any:
+    from learnrec.pipeline.evaluate import evaluate, fetch_active
+
+    active, error = fetch_active(run)
+    return evaluate(run, inputs["dataset"], inputs["bundle"], outputs["evaluation"], active, error)
+
+
+STEPS: dict[str, Callable[[RunContext, dict[str, Path], dict[str, Path]], Any]] = {
+    "build_dataset": _build_dataset,
+    "build_index": _build_index,
+    "evaluate": _evaluate,
+}
+
+
+def folders(names: tuple[str, ...], root: Path, given: dict[str, Path] | None) -> dict[str, Path]:
+    given = given or {}
+    return {name: Path(given.get(name, root / name)) for name in names}
+
+
+def run_processing(
+    name: str,
+    run: RunContext,
+    inputs: dict[str, Path] | None = None,
+    outputs: dict[str, Path] | None = None,
+) -> Any:
+    """Run processing step ``name``; missing folders default to SageMaker's paths."""
+    definition = step(name)
+    if definition.kind is not StepKind.PROCESSING or name not in STEPS:
+        raise StepError(name, "not a processing step")
+    input_dirs = folders(definition.artifact_inputs, INPUT_ROOT, inputs)
+    output_dirs = folders(definition.outputs_for(run.mode), OUTPUT_ROOT, outputs)
+    for artifact, folder in input_dirs.items():
+        if not folder.is_dir():
+            raise StepError(name, f"input {artifact!r} is missing: no folder {folder}")
+        unpack(folder)
+    for folder in output_dirs.values():
+        folder.mkdir(parents=True, exist_ok=True)
+    return STEPS[name](run, input_dirs, output_dirs)
+
+
+def _pair(text: str) -> tuple[str, Path]:
+    name, sep, path = text.partition("=")
+    if not sep or not name or not path:
+        raise argparse.ArgumentTypeError(f"expected NAME=DIR, got {text!r}")
+    return name, Path(path)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Command line of ``training/pipeline_step.py``."""
+    parser = argparse.ArgumentParser(description="run one processing step of the pipeline")
+    parser.add_argument("step", choices=sorted(STEPS))
+    parser.add_argument("--run", required=True, help="run document as JSON, or @file")
+    parser.add_argument("--input", type=_pair, action="append", default=[], metavar="NAME=DIR")
+    parser.add_argument("--output", type=_pair, action="append", default=[], metavar="NAME=DIR")
+    args = parser.parse_args(argv)
+    text = Path(args.run[1:]).read_text() if args.run.startswith("@") else args.run
+    try:
+        run = RunContext.from_json(text)
+        summary = run_processing(args.step, run, dict(args.input), dict(args.output))
+    except (StepError, RunError) as error:
+        reason = error.reason if isinstance(error, StepError) else str(error)
+        print(FAILURE_MARKER + reason, file=sys.stderr)
+        return 1
+    print(json.dumps({"step": args.step, "summary": summary}, default=str))
+    return 0

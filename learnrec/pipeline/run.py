@@ -1,0 +1,194 @@
+"""One pipeline run's context: what every step needs to know, as plain JSON.
+
+A run is created once (by :func:`new_run`: locally by ``learnrec pipeline run``, in AWS
+by the pipeline function's ``start`` step) and then handed unchanged to every step: as
+``$.run`` in the state machine, as ``--run`` to the processing entry point, as the
+``run`` of the function handler. Fixing the version, the data window and the active
+version at the start is what makes the steps agree with each other and a run
+reproducible: a rollback or a late event during the run changes nothing it compares.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from learnrec.bundle import new_version
+from learnrec.pipeline.definition import Mode, artifact_prefix
+from learnrec.stages import EVENTS_PREFIX, MODELS_PREFIX, ResourceNames
+
+DEFAULT_WINDOW_DAYS = 28
+DEFAULT_TOLERANCE = 0.01  # absolute ndcg@k the candidate may lose against the active model
+DEFAULT_VALIDATION_FRACTION = 0.2
+PRIMARY_METRIC = "ndcg"
+
+
+class RunError(ValueError):
+    """A run request or a run document is invalid."""
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """Everything a step needs, fixed at the start of the run."""
+
+    run_id: str
+    version: str
+    mode: Mode
+    stage: str
+    bucket: str
+    window_start: datetime
+    window_end: datetime
+    active_version: str | None
+    model_package_group: str
+    models_prefix: str = MODELS_PREFIX.rstrip("/")
+    hyperparameters: dict[str, dict[str, str]] = field(default_factory=dict)
+    tolerance: float = DEFAULT_TOLERANCE
+    validation_fraction: float = DEFAULT_VALIDATION_FRACTION
+    split: str = "temporal"
+    k: int = 10
+    seed: int = 42
+    # Where the catalog comes from: None for the database at DATABASE_URL, else a
+    # database URL or a sample folder (``learnrec data generate``).
+    catalog: str | None = None
+
+    @property
+    def model_store_url(self) -> str:
+        return f"s3://{self.bucket}/{self.models_prefix}"
+
+    @property
+    def primary_metric(self) -> str:
+        return f"{PRIMARY_METRIC}@{self.k}"
+
+    @property
+    def window_label(self) -> str:
+        return f"{_iso(self.window_start)}..{_iso(self.window_end)}"
+
+    @property
+    def events_uri(self) -> str:
+        return f"s3://{self.bucket}/{EVENTS_PREFIX}"
+
+    def artifact_key(self, artifact: str) -> str:
+        return artifact_prefix(self.run_id, artifact)
+
+    def artifact_uri(self, artifact: str) -> str:
+        return f"s3://{self.bucket}/{self.artifact_key(artifact)}"
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["mode"] = self.mode.value
+        data["window_start"] = _iso(self.window_start)
+        data["window_end"] = _iso(self.window_end)
+        return data
+
+    def dumps(self) -> str:
+        return json.dumps(self.to_json(), separators=(",", ":"), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any] | str) -> RunContext:
+        raw: dict[str, Any] = dict(json.loads(data) if isinstance(data, str) else data)
+        try:
+            raw["mode"] = Mode(raw["mode"])
+            raw["window_start"] = _parse_time(raw["window_start"])
+            raw["window_end"] = _parse_time(raw["window_end"])
+            raw["hyperparameters"] = {
+                str(s): {str(k): str(v) for k, v in values.items()}
+                for s, values in (raw.get("hyperparameters") or {}).items()
+            }
+            return cls(**raw)
+        except (KeyError, TypeError, ValueError) as error:
+            raise RunError(f"invalid run document: {error}") from error
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    """What starts a run: the schedule's or a person's input (``{"mode": "full", ...}``)."""
+
+    mode: Mode = Mode.FULL
+    stage: str = "dev"
+    bucket: str | None = None
+    window_days: float = DEFAULT_WINDOW_DAYS
+    window_end: datetime | None = None
+    hyperparameters: dict[str, dict[str, str]] = field(default_factory=dict)
+    tolerance: float = DEFAULT_TOLERANCE
+    k: int = 10
+    seed: int = 42
+    catalog: str | None = None
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> RunRequest:
+        known = set(cls.__dataclass_fields__)
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise RunError(f"unknown run request fields {unknown}; known: {sorted(known)}")
+        raw = dict(data)
+        try:
+            if "mode" in raw:
+                raw["mode"] = Mode(raw["mode"])
+            if raw.get("window_end"):
+                raw["window_end"] = _parse_time(raw["window_end"])
+            request = cls(**raw)
+        except (TypeError, ValueError) as error:
+            raise RunError(f"invalid run request: {error}") from error
+        request.validate()
+        return request
+
+    def validate(self) -> None:
+        if not self.window_days > 0:
+            raise RunError(f"window_days must be positive, got {self.window_days}")
+        if not 0 <= self.tolerance < 1:
+            raise RunError(f"tolerance must be in [0, 1), got {self.tolerance}")
+        if self.k < 1:
+            raise RunError(f"k must be at least 1, got {self.k}")
+        from learnrec.pipeline.definition import PIPELINE
+
+        steps = {s.name for s in PIPELINE}
+        for name in self.hyperparameters:
+            if name not in steps:
+                raise RunError(f"hyperparameters for unknown step {name!r}")
+
+
+def new_run(
+    request: RunRequest,
+    active_version: str | None,
+    now: datetime | None = None,
+    names: ResourceNames | None = None,
+) -> RunContext:
+    """A fresh run: a new version, the window ending now (or as asked)."""
+    request.validate()
+    now = (now or datetime.now(UTC)).astimezone(UTC)
+    names = names or ResourceNames(request.stage)
+    version = new_version(now)
+    end = (request.window_end or now).astimezone(UTC)
+    return RunContext(
+        run_id=f"{version}-{request.mode.value}",
+        version=version,
+        mode=request.mode,
+        stage=request.stage,
+        bucket=request.bucket or names.data_bucket,
+        window_start=end - timedelta(days=request.window_days),
+        window_end=end,
+        active_version=active_version,
+        model_package_group=names.model_package_group,
+        hyperparameters={k: dict(v) for k, v in request.hyperparameters.items()},
+        tolerance=request.tolerance,
+        k=request.k,
+        seed=request.seed,
+        catalog=request.catalog,
+    )
+
+
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def _parse_time(value: Any) -> datetime:
+    if isinstance(value, datetime):
+        moment = value
+    else:
+        moment = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    if moment.tzinfo is None:
+        raise ValueError(f"time {value!r} has no time zone")
+    return moment.astimezone(UTC)
