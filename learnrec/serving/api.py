@@ -7,21 +7,24 @@ injected with ``Annotated[..., Depends(...)]`` from one :class:`ServingContext`,
 swap any of them. Errors are JSON ``{"error": ..., "detail": ...}``; never a stack trace.
 """
 
+import json
 import time
-import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Header, HTTPException, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from learnrec.events.experiments import Experiment, PinnedModels, new_recommendation_id
 from learnrec.events.producer import MAX_RECORDS_PER_CALL, KinesisEventSink
-from learnrec.schemas import ContentItem, Event, FieldError, Learner, field_errors
+from learnrec.events.records import MAX_EVENT_BYTES, Rejection, derive_event_id, validate_event
+from learnrec.identity import UserIdHasher
+from learnrec.schemas import ContentItem, Event, FieldError, Learner
 from learnrec.serving.auth import (
     AuthError,
     Principal,
@@ -35,6 +38,8 @@ from learnrec.serving.recommender import HistoryItem, Recommender, RecommendOpti
 from learnrec.storage import CatalogStore
 
 MAX_K = 100
+# A full batch of the largest events, with room for the list's brackets and commas.
+MAX_BODY_BYTES = MAX_RECORDS_PER_CALL * (MAX_EVENT_BYTES + 2)
 
 
 @dataclass
@@ -48,6 +53,40 @@ class ServingContext:
     events: KinesisEventSink | None
     hash_key: bytes
     metrics: Callable[[str, float, str], None] = lambda name, value, unit: None
+    experiment: Experiment | None = None
+    pinned: PinnedModels | None = None
+    _hasher: UserIdHasher | None = field(default=None, init=False, repr=False)
+
+    def user_key(self, user_id: str) -> str:
+        """The id a learner is stored and modelled under: the keyed hash of their id.
+
+        Every route hashes the path's id before it reaches the store or the model, so
+        rows written here and rows written by the ingest function meet.
+        """
+        if self._hasher is None:
+            self._hasher = UserIdHasher(self.hash_key)
+        return self._hasher(user_id)
+
+    def recommender_for(
+        self, hashed_user_id: str
+    ) -> tuple[Recommender | None, str | None, list[str]]:
+        """(recommender, variant, degraded notes) for a learner under the experiment.
+
+        A variant whose model version cannot be loaded is served by the active model,
+        and the response says so, rather than failing the request.
+        """
+        active: Recommender | None = self.model.get()
+        if self.experiment is None:
+            return active, None, []
+        variant = self.experiment.assign(hashed_user_id)
+        version = variant.model_version
+        if version is None or version == self.model.version or self.pinned is None:
+            return active, variant.name, []
+        pinned: Recommender | None = self.pinned.get(version)
+        if pinned is None:
+            why = self.pinned.error(version) or "not loaded"
+            return active, variant.name, [f"variant model {version} unavailable ({why})"]
+        return pinned, variant.name, []
 
 
 class ItemOut(BaseModel):
@@ -59,8 +98,11 @@ class ItemOut(BaseModel):
 
 class RecommendationsOut(BaseModel):
     user_id: str
-    recommendation_id: str
+    recommendation_id: str = Field(
+        description="echo it in impression/click events: it names the variant and model"
+    )
     model_version: str | None
+    variant: str | None = Field(default=None, description="the experiment variant served")
     fallback: str | None = Field(description="set when a degraded path served the response")
     degraded: list[str]
     items: list[ItemOut]
@@ -176,8 +218,9 @@ def create_app(context_factory: Callable[[], ServingContext]) -> FastAPI:
     ) -> RecommendationsOut:
         authorize_learner(caller, user_id)
         started = time.perf_counter()
-        recommender: Recommender | None = ctx.model.get()
-        profile, opted_out, recent = ctx.store.learner_context(user_id)
+        key = ctx.user_key(user_id)
+        recommender, variant, notes = ctx.recommender_for(key)
+        profile, opted_out, recent = ctx.store.learner_context(key)
         history = [HistoryItem(h.content_id, h.weight) for h in reversed(recent)]
         options = RecommendOptions(
             k=k,
@@ -192,7 +235,8 @@ def create_app(context_factory: Callable[[], ServingContext]) -> FastAPI:
             # Opted out of personalisation: their data shapes nothing but the filters.
             result = recommender.non_personalised(history, options, "learner opted out")
         else:
-            result = recommender.recommend(user_id, history, profile, options)
+            result = recommender.recommend(key, history, profile, options)
+        result.degraded.extend(notes)
         ctx.metrics("recommend_request_duration_seconds", time.perf_counter() - started, "Seconds")
         ctx.metrics("recommend_success_total", 1, "Count")
         if result.fallback:
@@ -202,8 +246,9 @@ def create_app(context_factory: Callable[[], ServingContext]) -> FastAPI:
             ctx.metrics("model_score_mean", mean, "None")
         return RecommendationsOut(
             user_id=user_id,
-            recommendation_id=str(uuid.uuid4()),
+            recommendation_id=new_recommendation_id(variant, result.model_version),
             model_version=result.model_version,
+            variant=variant,
             fallback=result.fallback.value if result.fallback else None,
             degraded=result.degraded,
             items=[ItemOut(**vars(i)) for i in result.items],
@@ -256,25 +301,28 @@ def create_app(context_factory: Callable[[], ServingContext]) -> FastAPI:
         authorize_learner(caller, user_id)
         if profile.user_id != user_id:
             raise HTTPException(422, "the profile's user_id must match the path")
-        ctx.store.upsert_learners([profile])
+        ctx.store.upsert_learners([profile.model_copy(update={"user_id": ctx.user_key(user_id)})])
         return profile
 
     @app.delete("/learners/{user_id}", status_code=200)
     def erase(user_id: UserId, ctx: Ctx, caller: Caller) -> dict[str, Any]:
         """Erase a learner's profile and history (the right to erasure)."""
         authorize_learner(caller, user_id)
-        return {"user_id": user_id, "erased": ctx.store.erase_learner(user_id)}
+        return {"user_id": user_id, "erased": ctx.store.erase_learner(ctx.user_key(user_id))}
 
     @app.post("/learners/{user_id}/opt-out")
     def opt_out(user_id: UserId, ctx: Ctx, caller: Caller) -> dict[str, Any]:
         authorize_learner(caller, user_id)
-        ctx.store.set_opt_out(user_id, True)
+        ctx.store.set_opt_out(ctx.user_key(user_id), True)
         return {"user_id": user_id, "opted_out": True}
 
     @app.post("/events", status_code=202, response_model=EventsOut)
     async def post_events(request: Request, ctx: Ctx, caller: Caller) -> JSONResponse:
+        data = await request.body()
+        if len(data) > MAX_BODY_BYTES:
+            raise HTTPException(413, f"the body is over {MAX_BODY_BYTES} bytes; send fewer events")
         try:
-            body = await request.json()
+            body = json.loads(data)
         except ValueError:
             raise HTTPException(400, "the body is not valid JSON") from None
         raw = body if isinstance(body, list) else [body]
@@ -283,14 +331,17 @@ def create_app(context_factory: Callable[[], ServingContext]) -> FastAPI:
         results: list[EventResultOut] = []
         valid: list[tuple[int, Event]] = []
         for index, item in enumerate(raw):
-            try:
-                event = Event.model_validate(item)
-            except ValidationError as error:
+            # The same checks, and messages, as the ingest function applies to the stream.
+            checked = validate_event(item)
+            if isinstance(checked, Rejection):
                 results.append(
-                    EventResultOut(index=index, accepted=False, errors=field_errors(error))
+                    EventResultOut(index=index, accepted=False, errors=list(checked.errors))
                 )
                 continue
-            valid.append((index, event))
+            if checked.event_id is None:  # tell the producer the id its event is stored under
+                event_id = derive_event_id(checked, ctx.user_key(checked.user_id))
+                checked = checked.model_copy(update={"event_id": event_id})
+            valid.append((index, checked))
         authorize_events(caller, {e.user_id for _, e in valid})
         if valid and ctx.events is None:
             raise HTTPException(503, "the event stream is not configured")

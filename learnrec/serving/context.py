@@ -1,4 +1,8 @@
-"""Build the serving context (stores, model, auth, event sink) from settings, once."""
+"""Build the serving context (stores, model, auth, event sink) from settings, once.
+
+``user_id_hash_key`` lives in :mod:`learnrec.identity` and is re-exported here for
+callers that found it here first.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +10,9 @@ from pathlib import Path
 from typing import Any
 
 from learnrec.config import Settings, get_settings
+from learnrec.events.experiments import Experiment, PinnedModels
 from learnrec.events.producer import KinesisEventSink
+from learnrec.identity import user_id_hash_key
 from learnrec.retrieval.index import VectorIndex
 from learnrec.serving.api import ServingContext
 from learnrec.serving.auth import TokenVerifier
@@ -61,21 +67,6 @@ def load_recommender(directory: Path, settings: Settings | None = None) -> Recom
     return Recommender(ModelBundle(directory), index, settings.top_k_retrieval)
 
 
-def user_id_hash_key(settings: Settings, secrets_client: Any = None) -> bytes:
-    """The keyed-hash secret: from the environment, or from Secrets Manager in AWS."""
-    if settings.user_id_hash_key:
-        return settings.user_id_hash_key.encode()
-    if settings.user_id_hash_secret_id:
-        import boto3
-
-        client = secrets_client or boto3.client("secretsmanager")
-        secret = client.get_secret_value(SecretId=settings.user_id_hash_secret_id)
-        return str(secret["SecretString"]).encode()
-    raise ValueError(
-        "set USER_ID_HASH_KEY or USER_ID_HASH_SECRET_ID: user ids are never stored raw"
-    )
-
-
 def build_context(settings: Settings | None = None) -> ServingContext:
     settings = settings or get_settings()
     store = CatalogStore(make_engine(settings.database_url))
@@ -92,6 +83,10 @@ def build_context(settings: Settings | None = None) -> ServingContext:
         import boto3
 
         events = KinesisEventSink(boto3.client("kinesis"), settings.events_stream, key)
+    experiment = Experiment.parse(settings.experiment_variants, settings.experiment_name)
+    pinned = None
+    if experiment is not None:
+        pinned = PinnedModels(models.fetch, lambda path: load_recommender(path, settings))
     return ServingContext(
         store=store,
         model=active,
@@ -99,4 +94,6 @@ def build_context(settings: Settings | None = None) -> ServingContext:
         verifier=TokenVerifier.from_environment(),
         events=events,
         hash_key=key,
+        experiment=experiment,
+        pinned=pinned,
     )

@@ -17,6 +17,7 @@ from .catalog import (
     UTCDateTime,
     make_engine,
 )
+from .ledger import IngestStore, ProcessedEventRow
 
 __all__ = [
     "CHUNK_SIZE",
@@ -26,8 +27,10 @@ __all__ = [
     "ContentItemRow",
     "HistoryEntry",
     "HistoryRow",
+    "IngestStore",
     "LearnerHistoryRow",
     "LearnerRow",
+    "ProcessedEventRow",
     "UTCDateTime",
     "make_engine",
 ]

@@ -309,6 +309,29 @@ def _merge_history_chunk(rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]
     return list(merged.values())
 
 
+def opted_out_among(conn: Connection, user_ids: Iterable[str]) -> set[str]:
+    """The learners among ``user_ids`` who opted out."""
+    found: set[str] = set()
+    for chunk in _chunks(dict.fromkeys(user_ids)):
+        stmt = select(LEARNERS.c.user_id).where(
+            LEARNERS.c.user_id.in_(chunk), LEARNERS.c.opted_out.is_(True)
+        )
+        found.update(str(user_id) for user_id in conn.scalars(stmt))
+    return found
+
+
+def record_history_in(conn: Connection, rows: Iterable[HistoryRow]) -> int:
+    """:meth:`CatalogStore.record_history` inside a caller's transaction."""
+    written = 0
+    for chunk in _chunks(rows):
+        values = [_history_values(row) for row in chunk]
+        opted_out = opted_out_among(conn, (v["user_id"] for v in values))
+        merged = _merge_history_chunk(v for v in values if v["user_id"] not in opted_out)
+        _upsert(conn, HISTORY, merged, _merge_history)
+        written += len(merged)
+    return written
+
+
 class CatalogStore:
     """Catalog items, learner profiles and learner history behind one engine.
 
@@ -489,15 +512,16 @@ class CatalogStore:
 
         Idempotent: recording the same rows again changes nothing and returns the same
         count. Per (learner, item) the latest `ts` (with its event type) and the largest
-        weight win.
+        weight win. Rows of learners who opted out are dropped: their choice covers
+        events still in flight when they made it.
         """
-        written = 0
         with self.engine.begin() as conn:
-            for chunk in _chunks(rows):
-                merged = _merge_history_chunk(_history_values(row) for row in chunk)
-                _upsert(conn, HISTORY, merged, _merge_history)
-                written += len(merged)
-        return written
+            return record_history_in(conn, rows)
+
+    def opted_out_among(self, user_ids: Iterable[str]) -> set[str]:
+        """Which of ``user_ids`` opted out, in one query per chunk (not one per learner)."""
+        with self.engine.connect() as conn:
+            return opted_out_among(conn, user_ids)
 
     def history(self, user_id: str, limit: int = 200) -> list[HistoryEntry]:
         """A learner's engagements, most recent first (ties broken by item for stability)."""

@@ -12,7 +12,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from functional.serving_harness import REPO, STREAM, Api
+from functional.serving_harness import HASH_KEY, REPO, STREAM, Api
 from learnrec.bundle import MANIFEST_FILE, write_manifest
 from learnrec.config import get_settings
 from learnrec.data.dataset import Dataset, content_items
@@ -67,7 +67,7 @@ def api(
         "DATABASE_URL": f"sqlite:///{root / 'learnrec.db'}",
         "MODEL_STORE": str(root / "models"),
         "JWT_PUBLIC_KEY": public_pem,
-        "USER_ID_HASH_KEY": "test-hash-key",
+        "USER_ID_HASH_KEY": HASH_KEY,
         "KINESIS_STREAM_NAME": STREAM,
         "AWS_DEFAULT_REGION": "us-east-1",
         "AWS_ACCESS_KEY_ID": "testing",

@@ -8,12 +8,14 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from learnrec.identity import hash_user_id
 from learnrec.serving.apigw import LambdaContext, rest_event
 from learnrec.serving.auth import issue_token
 from learnrec.storage import CatalogStore
 
 REPO = Path(__file__).resolve().parents[2]
 STREAM = "learnrec-events"
+HASH_KEY = "test-hash-key"
 
 
 class Api:
@@ -23,6 +25,10 @@ class Api:
         self.module = module
         self.private_pem = private_pem
         self.store = store
+
+    def hashed(self, user_id: str) -> str:
+        """The id the API stores ``user_id`` under."""
+        return hash_user_id(user_id, HASH_KEY.encode())
 
     def token(self, subject: str, *roles: str, ttl: int = 600) -> str:
         return issue_token(self.private_pem, subject, list(roles) or ["learner"], ttl_seconds=ttl)

@@ -69,7 +69,13 @@ def test_consumed_items_are_dropped_unless_asked_for(api: Api, small_dataset: Da
     user = a_learner(small_dataset)
     mine = set(small_dataset.interactions.query("user_id == @user")["content_id"])
     api.store.record_history(
-        (user, cid, "complete", small_dataset.interactions["ts"].max().to_pydatetime(), 4.0)
+        (
+            api.hashed(user),
+            cid,
+            "complete",
+            small_dataset.interactions["ts"].max().to_pydatetime(),
+            4.0,
+        )
         for cid in mine
     )
     _, body = api.call("GET", f"/recommend/{user}", {"k": "20"}, token=api.token(user))
@@ -99,6 +105,9 @@ def test_new_learner_with_a_profile_gets_personalised_results(api: Api) -> None:
     token = api.token("newcomer")
     status, _ = api.call("PUT", "/learners/newcomer/profile", body=profile, token=token)
     assert status == 200
+    # Stored under the hashed id only (DESIGN.md, Security).
+    assert api.store.get_learner("newcomer") is None
+    assert api.store.get_learner(api.hashed("newcomer")) is not None
     status, body = api.call("GET", "/recommend/newcomer", {"k": "5"}, token=token)
     assert status == 200 and body["fallback"] is None and len(body["items"]) == 5
 
@@ -130,6 +139,8 @@ def test_events_batch_goes_to_kinesis_with_per_event_results(
     assert status == 202
     assert body["accepted"] == 1 and body["rejected"] == 1
     assert body["results"][1]["errors"][0]["field"] == "event_type"
+    # No event_id sent: the response names the derived id the ingest function stores.
+    assert body["results"][0]["event_id"]
     kinesis = boto3.client("kinesis")
     shard = kinesis.describe_stream(StreamName=STREAM)["StreamDescription"]["Shards"][0]
     iterator = kinesis.get_shard_iterator(
@@ -137,7 +148,8 @@ def test_events_batch_goes_to_kinesis_with_per_event_results(
     )["ShardIterator"]
     records = kinesis.get_records(ShardIterator=iterator)["Records"]
     sent = [json.loads(r["Data"]) for r in records]
-    assert {"user_id": user, "event_type": "click"}.items() <= sent[-1].items()
+    expected = {"user_id": user, "event_type": "click", "event_id": body["results"][0]["event_id"]}
+    assert expected.items() <= sent[-1].items()
     assert user not in {r["PartitionKey"] for r in records}  # partition keys are hashed
 
 
@@ -147,6 +159,33 @@ def test_events_are_checked_for_ownership_and_shape(api: Api) -> None:
     assert api.call("POST", "/events", body=event, token=api.token("svc", "service"))[0] == 202
     status, body = api.call("POST", "/events", body="{not json", token=api.token("a"))
     assert status == 400 and "JSON" in body["detail"]
+
+
+def test_bad_events_get_a_per_event_error_and_good_ones_still_go(api: Api) -> None:
+    good = {"user_id": "a", "content_id": "c1", "event_type": "view", "ts": "2026-01-01T00:00:00Z"}
+    future = (datetime.now(UTC) + timedelta(days=2)).isoformat()
+    batch = [
+        good,
+        {**good, "value": "high"},
+        {**good, "event_type": "teleport"},
+        {**good, "ts": future},
+        {**good, "context": {"blob": "x" * 20_000}},
+        {**good, "ts": "2026-01-01T00:00:00"},  # no time zone
+        [good],
+    ]
+    status, body = api.call("POST", "/events", body=batch, token=api.token("a"))
+    assert status == 202 and body["accepted"] == 1 and body["rejected"] == 6
+    fields = [[e["field"] for e in r["errors"]] for r in body["results"]]
+    assert fields == [[], ["value"], ["event_type"], ["ts"], ["(body)"], ["ts"], ["(body)"]]
+    assert "in the future" in body["results"][3]["errors"][0]["message"]
+    assert "bytes" in body["results"][4]["errors"][0]["message"]
+    status, body = api.call("POST", "/events", body=batch[1:], token=api.token("a"))
+    assert status == 400 and body["accepted"] == 0
+    status, body = api.call("POST", "/events", body=[good] * 501, token=api.token("a"))
+    assert status == 400 and "500" in body["detail"]
+    huge = json.dumps([{**good, "context": {"b": "x" * 16_000}}] * 520)
+    status, body = api.call("POST", "/events", body=huge, token=api.token("a"))
+    assert status == 413
 
 
 def test_index_failure_degrades_to_popularity(api: Api, small_dataset: Dataset) -> None:
@@ -196,9 +235,10 @@ def test_erasure_removes_profile_and_history(api: Api) -> None:
     token = api.token("leaver")
     profile = {"user_id": "leaver", "interests": ["design"]}
     api.call("PUT", "/learners/leaver/profile", body=profile, token=token)
+    assert api.store.get_learner(api.hashed("leaver")) is not None
     status, body = api.call("DELETE", "/learners/leaver", token=token)
     assert status == 200 and body["erased"] is True
-    assert api.store.get_learner("leaver") is None
+    assert api.store.get_learner(api.hashed("leaver")) is None
 
 
 def test_similar_items_and_unknown_item(api: Api, small_dataset: Dataset) -> None:
@@ -232,6 +272,7 @@ def test_opted_out_learner_gets_non_personalised_results(api: Api) -> None:
         "PUT", "/learners/private-person/profile", body={"user_id": "private-person"}, token=token
     )
     assert api.call("POST", "/learners/private-person/opt-out", token=token)[0] == 200
+    assert api.store.is_opted_out(api.hashed("private-person"))
     status, body = api.call("GET", "/recommend/private-person", token=token)
     assert status == 200 and body["fallback"] == "popularity"
     assert body["degraded"] == ["learner opted out"] and len(body["items"]) == 10

@@ -51,13 +51,13 @@ class StorageContract:
     def test_learner_context_matches_the_separate_reads(self, store: CatalogStore) -> None:
         assert store.learner_context("nobody") == (None, False, [])
         store.upsert_learners([Learner(user_id="u1", level=2, interests=["python"])])
-        store.set_opt_out("u1", True)
         store.record_history(
             [
                 ("u1", "c1", "view", datetime(2026, 1, 1, tzinfo=UTC), 1.0),
                 ("u1", "c2", "complete", datetime(2026, 1, 2, tzinfo=UTC), 4.0),
             ]
         )
+        store.set_opt_out("u1", True)
         profile, opted_out, history = store.learner_context("u1")
         assert profile == store.get_learner("u1") and opted_out is store.is_opted_out("u1")
         assert history == store.history("u1") and len(history) == 2
@@ -244,6 +244,16 @@ class StorageContract:
 
         store.set_opt_out("u-1", False)
         assert store.is_opted_out("u-1") is False
+
+    def test_history_of_opted_out_learners_is_not_recorded(self, store: CatalogStore) -> None:
+        store.set_opt_out("private", True)
+        rows: list[HistoryRow] = [
+            ("private", "c1", "view", T0, 1.0),
+            ("open", "c1", "view", T0, 1.0),
+        ]
+        assert store.record_history(rows) == 1
+        assert store.history("private") == [] and len(store.history("open")) == 1
+        assert store.opted_out_among(["private", "open", "unknown"]) == {"private"}
 
     def test_opt_out_without_profile(self, store: CatalogStore) -> None:
         store.set_opt_out("ghost", True)

@@ -1,0 +1,1 @@
+"""The ingest Lambda function (a folder of its own, as its code asset)."""
