@@ -8,20 +8,26 @@ skew is the classic silent failure of learning-to-rank systems).
 Catalog-wide statistics (:class:`ItemStats`) are computed once from the training
 interactions and saved in the model bundle; a learner's state (:class:`LearnerState`)
 comes from their history and profile at request time.
+
+Serving reads the statistics through :class:`~learnrec.features.csr.CsrMatrix` (numpy
+only); scipy builds them in training and is imported only there.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from scipy import sparse
 
+from learnrec.features.csr import CsrMatrix
 from learnrec.features.space import UNKNOWN, FeatureSpace
+
+if TYPE_CHECKING:
+    from scipy import sparse
 
 # How strong an event must be to count as completing an item (EVENT_STRENGTH of
 # "complete"); sources without event types never reach it.
@@ -66,10 +72,10 @@ class ItemStats:
 
     popularity: np.ndarray
     level: np.ndarray
-    tokens: sparse.csr_matrix
-    prerequisites: sparse.csr_matrix
-    similarity: sparse.csr_matrix
-    regression: sparse.csr_matrix
+    tokens: CsrMatrix
+    prerequisites: CsrMatrix
+    similarity: CsrMatrix
+    regression: CsrMatrix
     token_keys: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -95,12 +101,14 @@ class ItemStats:
             "popularity": self.popularity,
             "level": self.level,
             "token_keys": np.array(self.token_keys, dtype=str),
-            **_csr_arrays("tokens", self.tokens),
-            **_csr_arrays("prerequisites", self.prerequisites),
-            **_csr_arrays("similarity", self.similarity),
-            **_csr_arrays("regression", self.regression),
+            **self.tokens.arrays("tokens"),
+            **self.prerequisites.arrays("prerequisites"),
+            **self.similarity.arrays("similarity"),
+            **self.regression.arrays("regression"),
         }
-        np.savez_compressed(path, **arrays)
+        # Uncompressed: inflating took a tenth of the load at 100k items, for a file
+        # that is downloaded once per container.
+        np.savez(path, **arrays)
 
     @classmethod
     def load(cls, path: Path) -> ItemStats:
@@ -108,28 +116,12 @@ class ItemStats:
             return cls(
                 popularity=data["popularity"],
                 level=data["level"],
-                tokens=_csr_from(data, "tokens"),
-                prerequisites=_csr_from(data, "prerequisites"),
-                similarity=_csr_from(data, "similarity"),
-                regression=_csr_from(data, "regression"),
+                tokens=CsrMatrix.from_arrays(data, "tokens"),
+                prerequisites=CsrMatrix.from_arrays(data, "prerequisites"),
+                similarity=CsrMatrix.from_arrays(data, "similarity"),
+                regression=CsrMatrix.from_arrays(data, "regression"),
                 token_keys=[str(k) for k in data["token_keys"]],
             )
-
-
-def _csr_arrays(name: str, matrix: sparse.csr_matrix) -> dict[str, np.ndarray]:
-    return {
-        f"{name}_data": matrix.data,
-        f"{name}_indices": matrix.indices,
-        f"{name}_indptr": matrix.indptr,
-        f"{name}_shape": np.array(matrix.shape),
-    }
-
-
-def _csr_from(data: Mapping[str, np.ndarray], name: str) -> sparse.csr_matrix:
-    return sparse.csr_matrix(
-        (data[f"{name}_data"], data[f"{name}_indices"], data[f"{name}_indptr"]),
-        shape=tuple(data[f"{name}_shape"]),
-    )
 
 
 def build_item_stats(
@@ -145,6 +137,8 @@ def build_item_stats(
     Only topic and tag tokens enter ``tokens``: level and format are features of their
     own, and would make every pair of same-level items look alike.
     """
+    from scipy import sparse  # training only: serving never builds statistics
+
     n = space.items.size
     pairs = [(space.users.index(u), space.items.index(i)) for u, i in interactions]
     rows = np.array([u for u, i in pairs if i != UNKNOWN], dtype=np.int64)
@@ -184,10 +178,10 @@ def build_item_stats(
     return ItemStats(
         popularity=popularity,
         level=level,
-        tokens=token_matrix,
-        prerequisites=prerequisites,
-        similarity=cosine_item_similarity(engaged, popularity, neighbours),
-        regression=ease_item_weights(engaged, popularity, neighbours),
+        tokens=CsrMatrix.from_scipy(token_matrix),
+        prerequisites=CsrMatrix.from_scipy(prerequisites),
+        similarity=CsrMatrix.from_scipy(cosine_item_similarity(engaged, popularity, neighbours)),
+        regression=CsrMatrix.from_scipy(ease_item_weights(engaged, popularity, neighbours)),
         token_keys=keys,
     )
 
@@ -203,6 +197,8 @@ def ease_item_weights(
     over MAX_REGRESSION_ITEMS get an empty matrix (the features become missing).
     λ scales with how much data each item has (the mean item count).
     """
+    from scipy import sparse
+
     n = engaged.shape[1]
     if n > MAX_REGRESSION_ITEMS or engaged.nnz == 0:
         return sparse.csr_matrix((n, n), dtype=np.float32)
@@ -222,6 +218,8 @@ def cosine_item_similarity(
     engaged: sparse.csr_matrix, popularity: np.ndarray, neighbours: int
 ) -> sparse.csr_matrix:
     """Cosine between items' learner sets, keeping each item's top neighbours."""
+    from scipy import sparse
+
     co = (engaged.T @ engaged).tocsr().astype(np.float32)
     co.setdiag(0)
     co.eliminate_zeros()
@@ -232,6 +230,8 @@ def cosine_item_similarity(
 
 def _prune(co: sparse.csr_matrix, neighbours: int) -> sparse.csr_matrix:
     """Keep each row's ``neighbours`` largest entries."""
+    from scipy import sparse
+
     co.eliminate_zeros()
     rows, cols, vals = [], [], []
     for r in range(co.shape[0]):
@@ -304,7 +304,7 @@ def ranking_features(
     out[:, 3] = stats.popularity_percentile(stats.popularity[candidates])
 
     if len(history):
-        block = stats.similarity[candidates][:, history].toarray()
+        block = stats.similarity.block(candidates, history)
         out[:, 4] = block.max(axis=1)
         out[:, 5] = block.mean(axis=1)
         out[:, 6] = block[:, -RECENT_ITEMS:].mean(axis=1)
@@ -312,14 +312,13 @@ def ranking_features(
         # use; a rank transfers across learners where raw similarities don't.
         out[:, 7] = _ranks(-out[:, 5])
         if stats.regression.nnz:
-            out[:, 8] = np.asarray(stats.regression[history][:, candidates].sum(axis=0)).ravel()
+            out[:, 8] = stats.regression.block(history, candidates).sum(axis=0)
             out[:, 9] = _ranks(-out[:, 8])
-        profile = np.asarray(stats.tokens[history].sum(axis=0)).ravel()
+        profile = stats.tokens.column_sums(history)
         norm = np.linalg.norm(profile)
         if norm > 0:
-            cand_tokens = stats.tokens[candidates]
-            cand_norm = np.sqrt(np.asarray(cand_tokens.sum(axis=1)).ravel())
-            dots = cand_tokens @ profile
+            cand_norm = np.sqrt(stats.tokens.row_sums(candidates))
+            dots = stats.tokens.row_dots(candidates, profile)
             out[:, 10] = np.where(cand_norm > 0, dots / (norm * np.maximum(cand_norm, 1e-9)), 0.0)
     else:
         out[:, 4:8] = 0.0
@@ -328,9 +327,8 @@ def ranking_features(
 
     interest_cols = stats.token_columns(learner.interests)
     if len(interest_cols):
-        cand_tokens = stats.tokens[candidates]
-        n_tokens = np.asarray(cand_tokens.sum(axis=1)).ravel()
-        hits = np.asarray(cand_tokens[:, interest_cols].sum(axis=1)).ravel()
+        n_tokens = stats.tokens.row_sums(candidates)
+        hits = stats.tokens.block(candidates, interest_cols).sum(axis=1)
         out[:, 11] = np.where(n_tokens > 0, hits / np.maximum(n_tokens, 1), 0.0)
 
     item_level = stats.level[candidates]
@@ -344,8 +342,7 @@ def ranking_features(
     out[:, 13] = item_level - learner_level
     out[:, 14] = np.abs(item_level - learner_level)
 
-    prereqs = stats.prerequisites[candidates]
-    count = np.asarray(prereqs.sum(axis=1)).ravel()
+    count = stats.prerequisites.row_sums(candidates)
     out[:, 15] = count
     if count.any():
         seen = np.zeros(stats.n_rows, dtype=np.float32)
@@ -353,8 +350,10 @@ def ranking_features(
         done = np.zeros(stats.n_rows, dtype=np.float32)
         done[learner.history[learner.strengths >= COMPLETION_STRENGTH]] = 1.0
         with np.errstate(invalid="ignore", divide="ignore"):
-            out[:, 16] = np.where(count > 0, (prereqs @ seen) / count, np.nan)
-            out[:, 17] = np.where(count > 0, (prereqs @ done) / count, np.nan)
+            seen_share = stats.prerequisites.row_dots(candidates, seen) / count
+            done_share = stats.prerequisites.row_dots(candidates, done) / count
+            out[:, 16] = np.where(count > 0, seen_share, np.nan)
+            out[:, 17] = np.where(count > 0, done_share, np.nan)
     out[:, 18] = np.log1p(len(history))
     return out
 

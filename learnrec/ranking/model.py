@@ -3,6 +3,10 @@
 Served from XGBoost's native model file (``ranker.ubj``); its feature order is
 :data:`learnrec.features.ranking.FEATURE_NAMES`, checked on load so that a model trained
 on other features is refused rather than fed the wrong columns.
+
+Training fits with the xgboost package; serving predicts through libxgboost directly
+(:mod:`learnrec.ranking.native`), so the API never imports xgboost and with it scipy,
+scikit-learn and pandas.
 """
 
 from __future__ import annotations
@@ -13,9 +17,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import xgboost as xgb
 
 from learnrec.features.ranking import FEATURE_NAMES
+from learnrec.ranking.native import NativeBooster
 
 RANKER_FILE = "ranker.ubj"
 RANKER_META_FILE = "ranker.json"
@@ -40,42 +44,56 @@ class RankerParams:
 class Ranker:
     """Scores candidate feature rows; higher is better."""
 
-    def __init__(self, booster: xgb.Booster) -> None:
-        names = booster.feature_names
-        if names is not None and tuple(names) != FEATURE_NAMES:
+    def __init__(self, model: bytes) -> None:
+        """From the bytes of an XGBoost model file (UBJSON, as ``save_raw("ubj")``)."""
+        self._raw = bytes(model)
+        self._native = NativeBooster(self._raw)
+        names = self._native.feature_names
+        if names is not None and names != FEATURE_NAMES:
             raise ValueError(
                 f"ranker was trained on features {names}, serving computes {FEATURE_NAMES}"
             )
-        self.booster = booster
-        # Prediction on tiny per-request batches is fastest single-threaded.
-        self.booster.set_param({"nthread": 1})
+
+    @classmethod
+    def from_booster(cls, booster: Any) -> Ranker:
+        """From a trained ``xgboost.Booster``."""
+        return cls(bytes(booster.save_raw("ubj")))
+
+    @property
+    def booster(self) -> Any:
+        """The model as an ``xgboost.Booster``, for training-side inspection (imports xgboost)."""
+        import xgboost as xgb
+
+        booster = xgb.Booster()
+        booster.load_model(bytearray(self._raw))
+        return booster
+
+    def num_boosted_rounds(self) -> int:
+        return self._native.num_boosted_rounds()
 
     def score(self, features: np.ndarray) -> np.ndarray:
-        """Scores [C] for feature rows [C, F] in FEATURE_NAMES order.
+        """Scores [C] for feature rows [C, F] in FEATURE_NAMES order (NaN = missing).
 
-        In-place prediction: a DMatrix per request would start XGBoost's thread pool on
-        every call, which measured as most of a request's latency.
+        In-place prediction, single-threaded: a DMatrix per request would start
+        XGBoost's thread pool on every call, which measured as most of a request's latency.
         """
-        return np.asarray(
-            self.booster.inplace_predict(features, missing=np.nan, validate_features=False),
-            dtype=np.float32,
-        )
+        return self._native.predict(features)
 
     def save(self, directory: Path, meta: dict[str, Any]) -> None:
-        self.booster.save_model(str(directory / RANKER_FILE))
+        (directory / RANKER_FILE).write_bytes(self._raw)
         (directory / RANKER_META_FILE).write_text(json.dumps(meta, indent=2))
 
     @classmethod
     def load(cls, directory: Path) -> Ranker:
-        booster = xgb.Booster()
-        booster.load_model(str(directory / RANKER_FILE))
-        return cls(booster)
+        return cls((directory / RANKER_FILE).read_bytes())
 
 
 def fit_ranker(
     features: np.ndarray, labels: np.ndarray, groups: np.ndarray, params: RankerParams
 ) -> Ranker:
     """Fit on rows grouped by learner (``groups`` = rows per learner, in order)."""
+    import xgboost as xgb
+
     model = xgb.XGBRanker(
         n_estimators=params.n_estimators,
         max_depth=params.max_depth,
@@ -90,7 +108,7 @@ def fit_ranker(
     )
     qid = np.repeat(np.arange(len(groups)), groups)
     model.fit(_frame(features), labels, qid=qid)
-    return Ranker(model.get_booster())
+    return Ranker.from_booster(model.get_booster())
 
 
 def _frame(features: np.ndarray) -> Any:

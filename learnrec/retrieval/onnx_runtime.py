@@ -34,7 +34,19 @@ class OnnxTowers:
 
     def __init__(self, directory: Path, threads: int = 1) -> None:
         self._user = _session(directory / USER_TOWER_FILE, threads)
-        self._item = _session(directory / ITEM_TOWER_FILE, threads)
+        # Serving runs the item tower only for /similar and catalog upserts: its session
+        # is created on first use rather than in every cold start.
+        self._item_path = directory / ITEM_TOWER_FILE
+        self._threads = threads
+        self._item_session: ort.InferenceSession | None = None
+        if not self._item_path.is_file():
+            raise FileNotFoundError(f"{self._item_path} is missing")
+
+    @property
+    def _item(self) -> ort.InferenceSession:
+        if self._item_session is None:
+            self._item_session = _session(self._item_path, self._threads)
+        return self._item_session
 
     def user(
         self, user_idx: np.ndarray, history: np.ndarray, user_features: np.ndarray

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -94,17 +95,26 @@ class ModelBundle:
     """One model version, loaded once per container (see DESIGN.md "Model bundle")."""
 
     def __init__(self, directory: Path, verify: bool = True) -> None:
-        manifest = read_manifest(directory, verify=verify)
-        self.directory = directory
-        self.version: str = manifest["version"]
-        self.space = FeatureSpace.load(directory / SPACE_FILE)
-        self.towers = OnnxTowers(directory)
-        self.stats = ItemStats.load(directory / STATS_FILE)
-        self.catalog = ServingCatalog.load(directory / CATALOG_FILE)
-        self.item_vectors = np.load(directory / EMBEDDINGS_FILE)
-        self.ranker = Ranker.load(directory) if (directory / RANKER_FILE).exists() else None
-        order = np.argsort(-self.stats.popularity[1:], kind="stable") + 1
-        self.popular: list[str] = [self.space.items.key(int(i)) for i in order]
+        """Load every part; the checksums are verified meanwhile, on another thread.
+
+        Hashing a 100k-item bundle takes ~0.1 s of a cold start and releases the GIL, so
+        it overlaps the loading; a mismatch still fails the load (and the model store
+        keeps serving the version it has).
+        """
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="bundle-verify") as pool:
+            manifest = pool.submit(read_manifest, directory, verify)
+            self.directory = directory
+            self.space = FeatureSpace.load(directory / SPACE_FILE)
+            self.towers = OnnxTowers(directory)
+            self.stats = ItemStats.load(directory / STATS_FILE)
+            self.catalog = ServingCatalog.load(directory / CATALOG_FILE)
+            # Only rare paths read it; mapped, it costs nothing until they do.
+            self.item_vectors = np.load(directory / EMBEDDINGS_FILE, mmap_mode="r")
+            self.ranker = Ranker.load(directory) if (directory / RANKER_FILE).exists() else None
+            self.version: str = manifest.result()["version"]
+        order = np.argsort(-self.stats.popularity[1:], kind="stable")
+        keys = self.space.items.keys
+        self.popular: list[str] = [keys[i] for i in order.tolist()]
 
     def user_vector(
         self, user_id: str, history: Sequence[HistoryItem], profile: Learner | None
@@ -197,11 +207,9 @@ class Recommender:
             logger.exception("similar-items search failed")
             result.fallback = Fallback.POPULARITY
             result.degraded.append(f"index failed: {error}")
-            row = bundle.stats.similarity[bundle.space.items.index(content_id)]
-            order = np.argsort(-row.data, kind="stable")[:k]
-            pairs = [
-                (bundle.space.items.key(int(row.indices[i])), float(row.data[i])) for i in order
-            ]
+            columns, values = bundle.stats.similarity.row(bundle.space.items.index(content_id))
+            order = np.argsort(-values, kind="stable")[:k]
+            pairs = [(bundle.space.items.key(int(columns[i])), float(values[i])) for i in order]
             reason = f"Learners who took {bundle.catalog.title(content_id)} also took this"
         result.items = [
             Recommendation(cid, score, rank, reason)
@@ -310,7 +318,7 @@ class Recommender:
         if not history or not picks:
             return [None] * len(picks)
         hist = bundle.space.items.lookup(h.content_id for h in history)
-        block = bundle.stats.similarity[bundle.space.items.lookup(picks)][:, hist].toarray()
+        block = bundle.stats.similarity.block(bundle.space.items.lookup(picks), hist)
         best = block.argmax(axis=1)
         return [
             history[int(best[row])].content_id if block[row, best[row]] > 0 else None
