@@ -10,10 +10,17 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
+from learnrec.benchmark.ingest import add_ingest_command
+from learnrec.benchmark.load import add_load_command
+from learnrec.benchmark.package import add_package_command
 from learnrec.benchmark.serving import add_serving_command
 from learnrec.data.importers import DataFormatError
+from learnrec.events.report_cli import add_report_commands
+from learnrec.local.cli import add_local_commands
+from learnrec.pipeline.cli import add_models_commands, add_pipeline_commands
 from learnrec.schemas import describe_errors
 from learnrec.serving.auth_cli import add_auth_commands
+from learnrec.serving.openapi_doc import add_docs_command
 
 SEPARATORS = {"TAB": "\t", "COMMA": ","}
 
@@ -28,10 +35,15 @@ def _generate(args: argparse.Namespace) -> int:
 
 
 def _load_catalog(args: argparse.Namespace) -> int:
+    from learnrec.config import get_settings
     from learnrec.data.generator import read_sample_models
+    from learnrec.identity import UserIdHasher, user_id_hash_key
     from learnrec.storage import CatalogStore, make_engine
 
     items, learners = read_sample_models(args.data)
+    # Profiles are stored under the hashed id, like every other learner record.
+    hasher = UserIdHasher(user_id_hash_key(get_settings()))
+    learners = [lr.model_copy(update={"user_id": hasher(lr.user_id)}) for lr in learners]
     store = CatalogStore(make_engine(args.database_url))
     store.create_schema()
     print(
@@ -93,6 +105,11 @@ def build_parser() -> argparse.ArgumentParser:
     load.set_defaults(func=_load_catalog)
 
     add_auth_commands(commands)
+    add_report_commands(commands)
+    add_pipeline_commands(commands)
+    add_models_commands(commands)
+    add_local_commands(commands)
+    add_docs_command(commands)
 
     bench = commands.add_parser("benchmark", help="measure").add_subparsers(
         dest="kind", required=True
@@ -112,6 +129,9 @@ def build_parser() -> argparse.ArgumentParser:
     quality.add_argument("--quiet", action="store_true", help="no progress bars")
     quality.set_defaults(func=_quality)
     add_serving_command(bench)
+    add_load_command(bench)
+    add_package_command(bench)
+    add_ingest_command(bench)
     return parser
 
 

@@ -63,7 +63,7 @@ def configure(endpoint: str = ENDPOINT) -> None:
         response.read()
 
 
-def _moto_command() -> list[str]:
+def moto_command() -> list[str]:
     executable = shutil.which("moto_server") or str(Path(sys.executable).parent / "moto_server")
     if not Path(executable).exists():
         raise LocalAwsError("moto_server not found: install the dev extras (make install)")
@@ -110,7 +110,7 @@ def start(log_file: Path | None = None, timeout_s: float = 30.0) -> LocalAws:
         return LocalAws(ENDPOINT, None)
     output: Any = log_file.open("ab") if log_file else subprocess.DEVNULL
     process = subprocess.Popen(
-        _moto_command(),
+        moto_command(),
         stdout=output,
         stderr=subprocess.STDOUT,
         stdin=subprocess.DEVNULL,

@@ -1,9 +1,12 @@
 """``learnrec local ...``: run learnrec's AWS parts on this machine.
 
 ``learnrec local gateway`` serves the API Lambda over HTTP on 127.0.0.1 (see
-:mod:`learnrec.local.gateway`). The handler reads its configuration from the
+:mod:`learnrec.local.gateway`); ``learnrec local poller`` feeds the Kinesis stream on the
+local AWS to the ingest Lambda (:mod:`learnrec.local.poller`); ``learnrec local demo``
+runs the main job end to end and ``learnrec local stop`` ends what it started
+(:mod:`learnrec.local.demo`). The handlers read their configuration from the
 environment, as in Lambda (``DATABASE_URL``, ``MODEL_STORE``, ``JWT_PUBLIC_KEY``, ...);
-the flags here only configure the gateway around it.
+the flags here only configure what runs around them.
 """
 
 from __future__ import annotations
@@ -91,8 +94,59 @@ def _gateway(args: argparse.Namespace) -> int:
     return 0
 
 
+def _poller(args: argparse.Namespace) -> int:
+    from learnrec.local.poller import KinesisPoller
+
+    handler = load_handler(args.handler or default_ingest_handler_path())
+    poller = KinesisPoller(args.stream, handler, batch_size=args.batch_size)
+    stop = threading.Event()
+
+    def _on_signal(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, _on_signal)
+    if args.drain:
+        print(json.dumps({"handled": poller.drain()}), flush=True)
+        return 0
+    print(json.dumps({"stream": args.stream, "pid": os.getpid()}), flush=True)
+    poller.run(stop, args.interval)
+    return 0
+
+
+def default_ingest_handler_path() -> Path:
+    return Path(__file__).resolve().parents[2] / "functions" / "ingest" / "handler.py"
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from learnrec.local.demo import DemoError, DemoOptions, run_demo
+
+    options = DemoOptions(
+        out=args.out,
+        users=args.users,
+        items=args.items,
+        events=args.events,
+        seed=args.seed,
+        port=args.port,
+        epochs=args.epochs,
+    )
+    try:
+        run_demo(options)
+    except DemoError as error:
+        raise ValueError(f"demo stopped: {error}") from None
+    return 0
+
+
+def _stop(args: argparse.Namespace) -> int:
+    from learnrec.local.demo import stop_demo
+
+    stopped = stop_demo(args.out)
+    print("stopped: " + (", ".join(stopped) if stopped else "nothing was running"))
+    return 0
+
+
 def add_local_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Add ``local gateway`` to a ``learnrec``-style subcommand set."""
+    """Add ``local gateway|poller|demo|stop`` to a ``learnrec``-style subcommand set."""
     local = subparsers.add_parser("local", help="run the AWS parts on this machine").add_subparsers(
         dest="action", required=True
     )
@@ -128,3 +182,29 @@ def add_local_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentP
         help="one stderr line per request",
     )
     gateway.set_defaults(func=_gateway)
+
+    poller = local.add_parser(
+        "poller", help="feed the Kinesis stream on the local AWS to the ingest handler"
+    )
+    poller.add_argument("--stream", required=True, help="stream name (e.g. learnrec-dev-events)")
+    poller.add_argument("--batch-size", type=int, default=500, help="records per invocation")
+    poller.add_argument("--interval", type=float, default=0.2, help="seconds between empty polls")
+    poller.add_argument(
+        "--handler", type=Path, default=None, help="default: functions/ingest/handler.py"
+    )
+    poller.add_argument("--drain", action="store_true", help="process what is there, then exit")
+    poller.set_defaults(func=_poller)
+
+    demo = local.add_parser("demo", help="the main job end to end (what `make demo` runs)")
+    demo.add_argument("--out", type=Path, default=Path("build/demo"))
+    demo.add_argument("--users", type=int, default=1000)
+    demo.add_argument("--items", type=int, default=500)
+    demo.add_argument("--events", type=int, default=10_000)
+    demo.add_argument("--seed", type=int, default=42)
+    demo.add_argument("--port", type=int, default=DEFAULT_PORT)
+    demo.add_argument("--epochs", type=int, default=None, help="retrieval epochs (default: job's)")
+    demo.set_defaults(func=_demo)
+
+    stop = local.add_parser("stop", help="stop what `learnrec local demo` started, only that")
+    stop.add_argument("--out", type=Path, default=Path("build/demo"))
+    stop.set_defaults(func=_stop)

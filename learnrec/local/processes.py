@@ -14,6 +14,7 @@ import os
 import signal
 import subprocess
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,6 +36,19 @@ def _cmdline(pid: int) -> list[str] | None:
     return [part.decode(errors="replace") for part in raw.split(b"\0") if part]
 
 
+def _exec_cmdline(process: subprocess.Popen[bytes], argv: list[str]) -> list[str]:
+    """The command line /proc shows once exec has finished: ``argv``, or, for a script
+    started through its shebang, the interpreter and the script's path before the rest of
+    ``argv``. Recording what /proc shows is what lets :func:`is_running` recognise it."""
+    deadline = time.monotonic() + 5
+    while process.poll() is None and time.monotonic() < deadline:
+        seen = _cmdline(process.pid)
+        if seen and seen[len(seen) - len(argv) + 1 :] == argv[1:] and len(seen) >= len(argv):
+            return seen
+        time.sleep(0.01)
+    return argv
+
+
 def start_detached(
     name: str, argv: list[str], run_dir: Path, env: dict[str, str] | None = None
 ) -> Started:
@@ -50,7 +64,7 @@ def start_detached(
             env={**os.environ, **(env or {})},
             start_new_session=True,
         )
-    record = {"pid": process.pid, "argv": argv}
+    record = {"pid": process.pid, "argv": _exec_cmdline(process, argv)}
     (run_dir / f"{name}{PID_SUFFIX}").write_text(json.dumps(record))
     return Started(name, process.pid, log)
 
@@ -60,7 +74,7 @@ def is_running(run_dir: Path, name: str) -> bool:
     if not path.exists():
         return False
     record = json.loads(path.read_text())
-    return _cmdline(int(record["pid"])) == record["argv"]
+    return bool(_cmdline(int(record["pid"])) == record["argv"])
 
 
 def _wait_gone(pid: int, timeout_s: float) -> bool:
@@ -72,13 +86,19 @@ def _wait_gone(pid: int, timeout_s: float) -> bool:
     return False
 
 
-def stop_all(run_dir: Path, timeout_s: float = 10.0) -> list[str]:
-    """SIGTERM (then SIGKILL) every recorded process still running its recorded command."""
+def stop_all(
+    run_dir: Path, names: Iterable[str] | None = None, timeout_s: float = 10.0
+) -> list[str]:
+    """SIGTERM (then SIGKILL) every recorded process (or those in ``names``) still running
+    its recorded command; return the names of those stopped."""
+    wanted = None if names is None else set(names)
     stopped = []
     for path in sorted(run_dir.glob(f"*{PID_SUFFIX}")):
+        name = path.name.removesuffix(PID_SUFFIX)
+        if wanted is not None and name not in wanted:
+            continue
         record = json.loads(path.read_text())
         pid = int(record["pid"])
-        name = path.name.removesuffix(PID_SUFFIX)
         if _cmdline(pid) == record["argv"]:
             os.kill(pid, signal.SIGTERM)
             if not _wait_gone(pid, timeout_s):

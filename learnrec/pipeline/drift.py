@@ -20,11 +20,13 @@ the population the model now faces, not the difference between two models' scale
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
-import pandas as pd
+
+if TYPE_CHECKING:  # the pipeline Lambda scores drift without pandas in its layers
+    import pandas as pd
 
 METRIC_NAME = "model_drift_score"
 METRIC_NAMESPACE = "learnrec"

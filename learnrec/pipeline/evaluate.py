@@ -21,6 +21,7 @@ from learnrec.bundle import SPACE_FILE, STATS_FILE, BundleError, read_manifest
 from learnrec.data.dataset import Dataset, read_dataset
 from learnrec.evaluation.metrics import evaluate_rankings
 from learnrec.evaluation.offline import popularity_ranking
+from learnrec.evaluation.report import write_report
 from learnrec.features.ranking import ItemStats
 from learnrec.features.space import FeatureSpace
 from learnrec.pipeline import drift
@@ -145,7 +146,42 @@ def evaluate(
     }
     out.mkdir(parents=True, exist_ok=True)
     (out / EVALUATION_FILE).write_text(json.dumps(evaluation, indent=2))
+    samples = {"candidate": candidate.scores}
+    if active is not None:
+        samples[f"active {run.active_version}"] = active.scores
+    write_report(out, _report_metrics(evaluation, len(fit.items)), samples, _notes(evaluation))
     return evaluation
+
+
+def _report_metrics(evaluation: dict[str, Any], n_items: int) -> dict[str, Any]:
+    """The evaluation in the shape of the offline report, for people to read."""
+    models = evaluation["models"]
+    named = {"popularity": models["popularity"], "candidate": models["candidate"]}
+    if models["active"] is not None:
+        named[f"active {evaluation['active_version']}"] = models["active"]
+    return {
+        "dataset": f"retraining run {evaluation['version']} ({evaluation['mode']})",
+        "split": "validation",
+        "k": evaluation["k"],
+        "n_users": evaluation["users"],
+        "n_items": n_items,
+        "models": named,
+    }
+
+
+def _notes(evaluation: dict[str, Any]) -> list[str]:
+    gate = evaluation["gate"]
+    verdict = "passes" if gate["passed"] else "fails"
+    notes = [f"Gate {verdict}: {gate['reason']}"]
+    score = evaluation["drift"].get("model_drift_score")
+    notes.append(
+        "Drift: " + (evaluation["drift"].get("note") or "no active model to compare with")
+        if score is None
+        else f"Drift (largest PSI vs the active model): {score:.3f}"
+    )
+    if evaluation["active_error"]:
+        notes.append(str(evaluation["active_error"]))
+    return notes
 
 
 def _clean(metrics: dict[str, float]) -> dict[str, float]:

@@ -73,6 +73,9 @@ def _write_json(s3: Any, run: RunContext, artifact: str, name: str, data: Mappin
     return f"s3://{run.bucket}/{key}"
 
 
+REPORT_DIR = "report"  # inside a bundle: report.md and its plots
+
+
 def register(run: RunContext, s3: Any, sagemaker: Any, cloudwatch: Any) -> dict[str, Any]:
     step = "register"
     evaluation = _read_json(s3, run, "evaluation", EVALUATION_FILE, step)
@@ -88,6 +91,10 @@ def register(run: RunContext, s3: Any, sagemaker: Any, cloudwatch: Any) -> dict[
                 raise StepError(step, "the bundle artifact has no manifest: not a model bundle")
             made = read_manifest(bundle)  # refuses a bundle altered since training
             (bundle / EVALUATION_FILE).write_text(json.dumps(evaluation, indent=2))
+            # The evaluation report (Markdown and plots) travels with the version it judged.
+            report = bundle / REPORT_DIR
+            download_prefix(s3, run.bucket, run.artifact_key("evaluation"), report)
+            (report / EVALUATION_FILE).unlink(missing_ok=True)
             write_manifest(
                 bundle,
                 version=run.version,

@@ -111,6 +111,10 @@ def test_first_run_registers_and_promotes_a_version(stage: Stage, first: RunOutc
     assert manifest["git_commit"] and manifest["git_commit"] != "unknown"
     files = set(manifest["files"])
     assert {"user_tower.onnx", "item_tower.onnx", "ranker.ubj", "evaluation.json"} <= files
+    # The evaluation report, with its plot, is part of the version it judged.
+    assert {"report/report.md", "report/metrics.png"} <= files
+    report = (stage.store.fetch(version) / "report" / "report.md").read_text()
+    assert "candidate" in report and "popularity" in report and "Gate passes" in report
     assert any(name.startswith("faiss/") for name in files)
     assert manifest["drift"]["model_drift_score"] is None
     assert manifest["drift"]["profile"]["score"]["fractions"]

@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 
 from learnrec.cli import build_parser, main
+from learnrec.config import get_settings
+from learnrec.identity import hash_user_id
 from learnrec.storage import CatalogStore, make_engine
 
 
@@ -103,8 +105,10 @@ def test_missing_interactions_file_returns_2(
 
 
 def test_catalog_load_fills_the_database(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setenv("USER_ID_HASH_KEY", "cli-test-key")
+    get_settings.cache_clear()
     data = tmp_path / "sample"
     generate = ["data", "generate", "--users", "30", "--items", "25", "--events", "200"]
     assert main([*generate, "--seed", "5", "--out", str(data)]) == 0
@@ -116,13 +120,34 @@ def test_catalog_load_fills_the_database(
 
     store = CatalogStore(make_engine(url))
     assert store.count_items() == 25
-    assert len(store.list_learners()) == 30
+    learners = store.list_learners()
+    assert len(learners) == 30
+    # Stored under the keyed hash, never the raw id.
+    assert {lr.user_id for lr in learners} == {
+        hash_user_id(f"u{i:05d}", b"cli-test-key") for i in range(30)
+    }
     item = store.get_item("c00000")
     assert item is not None and item.topics
 
     # Loading again updates in place rather than duplicating.
     assert main(["catalog", "load", "--data", str(data), "--database-url", url]) == 0
     assert store.count_items() == 25
+    get_settings.cache_clear()
+
+
+def test_catalog_load_without_a_hash_key_stores_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("USER_ID_HASH_KEY", raising=False)
+    monkeypatch.delenv("USER_ID_HASH_SECRET_ID", raising=False)
+    get_settings.cache_clear()
+    data = tmp_path / "sample"
+    main(["data", "generate", "--users", "5", "--items", "5", "--events", "20", "--out", str(data)])
+    url = f"sqlite:///{tmp_path / 'x.db'}"
+    assert main(["catalog", "load", "--data", str(data), "--database-url", url]) == 2
+    assert "USER_ID_HASH_KEY" in capsys.readouterr().err
+    assert not (tmp_path / "x.db").exists()
+    get_settings.cache_clear()
 
 
 def test_catalog_load_reports_invalid_rows(

@@ -32,3 +32,20 @@ def test_a_reused_pid_running_something_else_is_left_alone(tmp_path: Path) -> No
     finally:
         other.kill()
         other.wait()
+
+
+def test_stop_all_can_be_limited_to_named_processes(tmp_path: Path) -> None:
+    start_detached("gateway", SLEEPER, tmp_path)
+    start_detached("moto", SLEEPER, tmp_path)
+    assert stop_all(tmp_path, names=["gateway"]) == ["gateway"]
+    assert is_running(tmp_path, "moto") and not is_running(tmp_path, "gateway")
+    assert stop_all(tmp_path) == ["moto"]
+
+
+def test_a_script_started_through_its_shebang_is_recognised(tmp_path: Path) -> None:
+    script = tmp_path / "serve"
+    script.write_text(f"#!{sys.executable}\nimport time\ntime.sleep(60)\n")
+    script.chmod(0o755)
+    start_detached("server", [str(script), "--port", "1"], tmp_path)
+    assert is_running(tmp_path, "server")
+    assert stop_all(tmp_path) == ["server"]
