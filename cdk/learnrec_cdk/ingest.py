@@ -1,0 +1,93 @@
+"""The events path's consumer: Kinesis -> the ingest Lambda -> S3 archive and history.
+
+Batches of up to the stage's batch size (or five seconds' worth); the function reports
+the records it could not store (partial batch response) so only those are retried; a
+poison record is isolated by bisecting the batch, and after the retries its metadata
+goes to the dead-letter queue, from which ``learnrec`` can replay it (RUNBOOK.md).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+from aws_cdk import Duration, RemovalPolicy
+from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_kinesis as kinesis
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_lambda_event_sources as sources
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_s3 as s3
+from aws_cdk import aws_sqs as sqs
+from constructs import Construct
+
+from learnrec.events.dead_letter import DEAD_LETTER_PREFIX
+from learnrec.stages import EVENTS_PREFIX
+
+from .assets import FunctionAsset
+from .functions import LearnrecFunction
+from .nag import acknowledge_prefix_grant
+
+RETRY_ATTEMPTS = 5
+# Older records than this are dead-lettered instead of blocking the shard behind them.
+MAX_RECORD_AGE = Duration.hours(6)
+BATCH_WINDOW = Duration.seconds(5)
+
+
+class Ingest(Construct):
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        asset: FunctionAsset,
+        layers: Sequence[lambda_.ILayerVersion],
+        function_name: str,
+        memory_mb: int,
+        batch_size: int,
+        environment: Mapping[str, str],
+        stream: kinesis.IStream,
+        dead_letter_queue: sqs.IQueue,
+        bucket: s3.IBucket,
+        vpc: ec2.IVpc,
+        security_group: ec2.ISecurityGroup,
+        log_retention: logs.RetentionDays,
+        removal_policy: RemovalPolicy,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        ingest = LearnrecFunction(
+            self,
+            "Ingest",
+            asset=asset,
+            layers=layers,
+            function_name=function_name,
+            description="learnrec event ingestion: Kinesis -> S3 archive and learner history",
+            memory_mb=memory_mb,
+            timeout=Duration.minutes(2),
+            environment=environment,
+            vpc=vpc,
+            security_group=security_group,
+            log_retention=log_retention,
+            removal_policy=removal_policy,
+        )
+        self.function = ingest.function
+        self.role = ingest.role
+        self.event_source = sources.KinesisEventSource(
+            stream,
+            starting_position=lambda_.StartingPosition.TRIM_HORIZON,
+            batch_size=batch_size,
+            max_batching_window=BATCH_WINDOW,
+            bisect_batch_on_error=True,
+            report_batch_item_failures=True,
+            retry_attempts=RETRY_ATTEMPTS,
+            max_record_age=MAX_RECORD_AGE,
+            on_failure=sources.SqsDlq(dead_letter_queue),
+        )
+        self.function.add_event_source(self.event_source)
+        # Raw events, and dead letters too big for an SQS message: never the model
+        # bundles or the pipeline's data.
+        prefixes = [f"{EVENTS_PREFIX}*", f"{DEAD_LETTER_PREFIX}*"]
+        for prefix in prefixes:
+            bucket.grant_put(self.role, prefix)
+        acknowledge_prefix_grant(self.role, bucket, "put", prefixes)
+        # Records the function rejects as invalid go to the same queue (learnrec.events).
+        dead_letter_queue.grant_send_messages(self.role)

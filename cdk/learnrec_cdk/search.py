@@ -1,0 +1,169 @@
+"""The OpenSearch domain serving k-NN candidates, inside the VPC.
+
+k-NN is a plugin every OpenSearch domain carries; indexes opt in with ``index.knn``
+(``learnrec.retrieval.opensearch_index``). Fine-grained access control maps IAM roles
+to OpenSearch roles: the pipeline's job role is the master user (it creates a new index
+per model version and swaps the alias), the serving role may only search the alias.
+"""
+
+from __future__ import annotations
+
+from aws_cdk import RemovalPolicy, Stack
+from aws_cdk import aws_ec2 as ec2
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_opensearchservice as opensearch
+from constructs import Construct
+
+from .nag import acknowledge, arn_ref
+from .network import DATA_SUBNETS
+
+# HTTP methods a k-NN query needs: POST <alias>/_search (GET/HEAD for health checks).
+QUERY_ACTIONS = ["es:ESHttpGet", "es:ESHttpHead", "es:ESHttpPost"]
+# Index building: create/delete versioned indexes, bulk load, alias swap.
+ADMIN_ACTIONS = [*QUERY_ACTIONS, "es:ESHttpPut", "es:ESHttpDelete", "es:ESHttpPatch"]
+
+
+class Search(Construct):
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        alias: str,
+        instance_type: str,
+        instances: int,
+        volume_gb: int,
+        vpc: ec2.IVpc,
+        app_security_group: ec2.ISecurityGroup,
+        admin_role: iam.IRole,
+        log_retention: logs.RetentionDays,
+        removal_policy: RemovalPolicy,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        self.alias = alias
+        security_group = ec2.SecurityGroup(
+            self,
+            "SecurityGroup",
+            vpc=vpc,
+            description="learnrec OpenSearch",
+            allow_all_outbound=False,
+        )
+        security_group.add_ingress_rule(
+            app_security_group, ec2.Port.tcp(443), "HTTPS from functions and jobs"
+        )
+        log_groups = {
+            kind: logs.LogGroup(
+                self, f"{kind}Logs", retention=log_retention, removal_policy=removal_policy
+            )
+            for kind in ("App", "SlowSearch", "SlowIndex")
+        }
+        # The domain's own logs policy is an SDK custom resource; a plain resource policy
+        # scoped to these groups does the same without an extra Lambda.
+        logs.CfnResourcePolicy(
+            self,
+            "LogsPolicy",
+            policy_name=f"{Stack.of(self).stack_name}-opensearch-logs",
+            policy_document=Stack.of(self).to_json_string(
+                {
+                    "Version": "2012-10-17",
+                    "Statement": [
+                        {
+                            "Effect": "Allow",
+                            "Principal": {"Service": "es.amazonaws.com"},
+                            "Action": ["logs:PutLogEvents", "logs:CreateLogStream"],
+                            "Resource": [group.log_group_arn for group in log_groups.values()],
+                        }
+                    ],
+                }
+            ),
+        )
+        zone_aware = instances > 1
+        subnets = (
+            DATA_SUBNETS
+            if zone_aware
+            else ec2.SubnetSelection(
+                subnet_group_name="data", availability_zones=[vpc.availability_zones[0]]
+            )
+        )
+        self.domain = opensearch.Domain(
+            self,
+            "Domain",
+            version=opensearch.EngineVersion.OPENSEARCH_2_19,
+            capacity=opensearch.CapacityConfig(
+                data_nodes=instances,
+                data_node_instance_type=instance_type,
+                multi_az_with_standby_enabled=False,
+            ),
+            ebs=opensearch.EbsOptions(
+                volume_size=volume_gb, volume_type=ec2.EbsDeviceVolumeType.GP3
+            ),
+            zone_awareness=opensearch.ZoneAwarenessConfig(
+                enabled=zone_aware, availability_zone_count=2 if zone_aware else None
+            ),
+            vpc=vpc,
+            vpc_subnets=[subnets],
+            security_groups=[security_group],
+            encryption_at_rest=opensearch.EncryptionAtRestOptions(enabled=True),
+            node_to_node_encryption=True,
+            enforce_https=True,
+            tls_security_policy=opensearch.TLSSecurityPolicy.TLS_1_2,
+            fine_grained_access_control=opensearch.AdvancedSecurityOptions(
+                master_user_arn=admin_role.role_arn
+            ),
+            logging=opensearch.LoggingOptions(
+                app_log_enabled=True,
+                app_log_group=log_groups["App"],
+                slow_search_log_enabled=True,
+                slow_search_log_group=log_groups["SlowSearch"],
+                slow_index_log_enabled=True,
+                slow_index_log_group=log_groups["SlowIndex"],
+            ),
+            suppress_logs_resource_policy=True,
+            enable_auto_software_update=True,
+            removal_policy=removal_policy,
+        )
+        # VPC-only domain: reachable through its security group, every request SigV4-signed
+        # by a role granted in IAM and mapped in fine-grained access control; there is no
+        # resource policy, hence no IP allow list and no anonymous principal to check.
+        acknowledge(self.domain, "OS3", "VPC-only domain; IAM and FGAC, no resource policy")
+        acknowledge(self.domain, "OS5", "VPC-only domain; IAM and FGAC, no resource policy")
+        # Dedicated masters pay off from about 10 data nodes; learnrec runs 1-2.
+        acknowledge(self.domain, "OS4", "1-2 data nodes: dedicated masters not needed")
+        if not zone_aware:
+            # One node by the stage's choice (dev/staging); serving falls back to faiss.
+            acknowledge(self.domain, "OS7", "single-node stage; faiss is the fallback")
+
+    @property
+    def endpoint(self) -> str:
+        return f"https://{self.domain.domain_endpoint}"
+
+    def grant_query(self, role: iam.IRole) -> None:
+        """Search the serving alias and the versioned indexes behind it, nothing else."""
+        iam.Grant.add_to_principal(
+            grantee=role,
+            actions=QUERY_ACTIONS,
+            resource_arns=[f"{self.domain.domain_arn}/{self.alias}*"],
+        )
+        # Index names are versioned (<alias>-<version>); the alias prefix is the boundary.
+        acknowledge(
+            role,
+            "IAM5",
+            "k-NN queries on the alias and its versioned indexes",
+            [f"Resource::{arn_ref(self.domain)}/{self.alias}*"],
+        )
+
+    def grant_admin(self, role: iam.IRole) -> None:
+        """Create indexes, bulk-load them and swap the alias (``_aliases``, ``_bulk``)."""
+        iam.Grant.add_to_principal(
+            grantee=role,
+            actions=ADMIN_ACTIONS,
+            resource_arns=[self.domain.domain_arn, f"{self.domain.domain_arn}/*"],
+        )
+        # The index builder works on new, per-version index names and the cluster APIs.
+        acknowledge(
+            role,
+            "IAM5",
+            "the index builder creates per-version indexes and swaps the alias",
+            [f"Resource::{arn_ref(self.domain)}/*"],
+        )

@@ -1,0 +1,93 @@
+"""Bootstrap of every learnrec SageMaker job (the root of the source archive).
+
+Training jobs run it as ``sagemaker_program`` with hyperparameters as ``--name value``
+(``--learnrec_entry_point training/train_ranking.py`` says which script); processing
+jobs as ``sagemaker_entry.py <script> <args...>``. It installs learnrec's dependencies
+into the container, keeping its TensorFlow (TFRS and tf-keras go in without dependencies,
+tf-keras at the container's TensorFlow version, or pip would pull a second TensorFlow);
+builds ``DATABASE_URL`` from ``DATABASE_SECRET_ARN`` so no password is ever part of a
+job's definition; then runs the script as ``__main__`` with the remaining arguments.
+Standard library and boto3 only: nothing else is installed yet when it starts.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import runpy
+import subprocess
+import sys
+from importlib import metadata
+from pathlib import Path
+from urllib.parse import quote
+
+HERE = Path(__file__).resolve().parent
+ENTRY_FLAG = "--learnrec_entry_point"
+TFRS = "tensorflow-recommenders==0.7.7"
+
+
+def split_arguments(argv: list[str]) -> tuple[str, list[str]]:
+    """The script to run and its arguments, for both ways SageMaker calls this file."""
+    if ENTRY_FLAG in argv:
+        at = argv.index(ENTRY_FLAG)
+        return argv[at + 1], argv[:at] + argv[at + 2 :]
+    if not argv:
+        raise SystemExit(f"usage: {Path(__file__).name} <script> [args] or {ENTRY_FLAG} <script>")
+    return argv[0], argv[1:]
+
+
+def tensorflow_version() -> str:
+    for name in ("tensorflow", "tensorflow-cpu"):
+        try:
+            return metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    raise SystemExit("the container has no TensorFlow: use a TensorFlow training image")
+
+
+def pip(*arguments: str) -> None:
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            *arguments,
+        ],
+        check=True,
+    )
+
+
+def install() -> None:
+    pip("-r", str(HERE / "requirements.txt"))
+    major, minor = tensorflow_version().split(".")[:2]
+    pip("--no-deps", TFRS, f"tf-keras=={major}.{minor}.*")
+
+
+def database_url(secret_arn: str) -> str:
+    import boto3
+
+    secret = json.loads(
+        boto3.client("secretsmanager").get_secret_value(SecretId=secret_arn)["SecretString"]
+    )
+    user, password = quote(secret["username"], safe=""), quote(secret["password"], safe="")
+    database = secret.get("dbname", "learnrec")
+    return f"postgresql+psycopg://{user}:{password}@{secret['host']}:{secret['port']}/{database}"
+
+
+def main(argv: list[str]) -> None:
+    script, arguments = split_arguments(argv)
+    install()
+    os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+    secret = os.environ.get("DATABASE_SECRET_ARN")
+    if secret and not os.environ.get("DATABASE_URL"):
+        os.environ["DATABASE_URL"] = database_url(secret)
+    sys.path.insert(0, str(HERE))
+    sys.argv = [str(HERE / script), *arguments]
+    runpy.run_path(str(HERE / script), run_name="__main__")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
