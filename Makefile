@@ -7,8 +7,10 @@ VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 DEMO_DIR ?= build/demo
+PORT ?= 8000
+CHROMIUM := /usr/bin/chromium
 
-.PHONY: demo test lint typecheck install clean
+.PHONY: demo stop test lint typecheck install clean
 
 $(INSTALLED): pyproject.toml requirements/constraints.txt requirements/training-nodeps.txt
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
@@ -22,13 +24,15 @@ $(INSTALLED): pyproject.toml requirements/constraints.txt requirements/training-
 
 install: $(INSTALLED)
 
+# The main job end to end: local AWS (moto server), sample data, events through
+# POST /events -> Kinesis -> ingest, the retraining pipeline, the API on 127.0.0.1:$(PORT).
 demo: $(INSTALLED)
-	$(BIN)/learnrec data generate --users 1000 --items 500 --events 10000 --seed 42 --out $(DEMO_DIR)/data
-	$(BIN)/learnrec catalog load --data $(DEMO_DIR)/data --database-url sqlite:///$(DEMO_DIR)/learnrec.db
-	$(BIN)/learnrec benchmark quality --dataset sample --seed 42 --out $(DEMO_DIR)/quality
-	@echo
-	@echo "Report:       $(DEMO_DIR)/quality/report.md"
-	@echo "Model bundle: $(DEMO_DIR)/quality/bundle (manifest.json lists every file)"
+	$(BIN)/learnrec local demo --out $(DEMO_DIR) --port $(PORT)
+
+# Ends what `make demo` started (per its pid files in $(DEMO_DIR)/run), nothing else.
+stop:
+	@if [ -x $(BIN)/learnrec ]; then $(BIN)/learnrec local stop --out $(DEMO_DIR); \
+	else echo "nothing to stop: $(BIN)/learnrec is not installed"; fi
 
 lint: $(INSTALLED)
 	$(BIN)/ruff check .
@@ -37,8 +41,22 @@ lint: $(INSTALLED)
 typecheck: $(INSTALLED)
 	$(BIN)/mypy
 
-test: $(INSTALLED) lint typecheck
+test: $(INSTALLED) node_modules/.installed $(CHROMIUM) lint typecheck
 	$(BIN)/pytest
+
+# The pinned AWS CDK CLI and cdklocal (package-lock.json); tests/cdk runs `cdk synth`.
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund
+	@touch $@
+
+# The browser test drives Debian's Chromium (never a downloaded browser); as root (CI)
+# it is installed here, otherwise the command to run is printed.
+$(CHROMIUM):
+	@if [ "$$(id -u)" = 0 ]; then \
+		export DEBIAN_FRONTEND=noninteractive; \
+		apt-get install -y -q chromium </dev/null \
+		|| { apt-get update -q </dev/null && apt-get install -y -q chromium </dev/null; }; \
+	else echo "the browser test needs Chromium: sudo apt-get install chromium"; exit 1; fi
 
 clean:
 	rm -rf build .pytest_cache .mypy_cache .ruff_cache
