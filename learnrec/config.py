@@ -18,6 +18,8 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(extra="ignore", frozen=True)
 
     database_url: str = "sqlite:///learnrec.db"
+    # In AWS: the Aurora secret the URL is built from (learnrec.storage.url).
+    database_secret_arn: str | None = None
     # Model bundles: a local folder, or s3://bucket/prefix (see learnrec.serving.model_store).
     model_store: str = "build/models"
     model_check_interval_s: float = Field(default=60.0, ge=0)
@@ -47,6 +49,11 @@ class Settings(BaseSettings):
     # JSON, e.g. '{"control": "v1", "treatment": "v2"}' (see learnrec.events.experiments).
     experiment_variants: str | None = None
     experiment_name: str = "default"
+
+    @property
+    def database_url_explicit(self) -> bool:
+        """Whether ``DATABASE_URL`` was set, rather than left at its SQLite default."""
+        return "database_url" in self.model_fields_set
 
 
 @lru_cache(maxsize=1)

@@ -37,6 +37,7 @@ from learnrec.events.stream import StreamRecord
 from learnrec.identity import UserIdHasher, user_id_hash_key
 from learnrec.schemas import Event, EventType
 from learnrec.storage import HistoryRow, IngestStore, make_engine
+from learnrec.storage.url import database_url
 
 logger = logging.getLogger(__name__)
 
@@ -54,12 +55,23 @@ class BatchOutcome:
     dead_lettered: int = 0
     opted_out: int = 0
     history_rows: int = 0
+    # Impressions and clicks that echo a recommendation_id: the dashboard's CTR.
+    impressions: int = 0
+    clicks: int = 0
     failed: list[str] = field(default_factory=list)  # sequence numbers
     errors: list[str] = field(default_factory=list)
     keys: list[str] = field(default_factory=list)
 
     def add(self, other: BatchOutcome) -> None:
-        for name in ("records", "written", "duplicates", "dead_lettered", "opted_out"):
+        for name in (
+            "records",
+            "written",
+            "duplicates",
+            "dead_lettered",
+            "opted_out",
+            "impressions",
+            "clicks",
+        ):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.history_rows += other.history_rows
         self.failed += other.failed
@@ -74,6 +86,8 @@ class BatchOutcome:
             "events_dead_lettered": self.dead_lettered,
             "events_opted_out_dropped": self.opted_out,
             "events_failed": len(self.failed),
+            "recommendation_impressions_total": self.impressions,
+            "recommendation_clicks_total": self.clicks,
         }
 
 
@@ -179,6 +193,9 @@ class Ingestor:
                 self._delete_quietly(key)
             return self._failed(outcome, records, f"database write failed: {error}")
         outcome.written = len(keep)
+        credited = [e["event_type"] for e in keep if e.get("recommendation_id")]
+        outcome.impressions = credited.count("impression")
+        outcome.clicks = credited.count("click")
         outcome.dead_lettered = len(letters)
         if keep:
             outcome.keys.append(key)
@@ -264,7 +281,7 @@ def ingestor_from_settings(settings: Settings | None = None, session: Any = None
     session = session or boto3.Session()
     s3 = session.client("s3")
     bucket = settings.s3_bucket
-    store = IngestStore(make_engine(settings.database_url))
+    store = IngestStore(make_engine(database_url(settings, session.client("secretsmanager"))))
     store.create_schema()
 
     def spill(key: str, data: bytes) -> None:

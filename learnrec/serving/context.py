@@ -20,6 +20,7 @@ from learnrec.serving.bundle_index import load_index
 from learnrec.serving.model_store import ActiveModel, LocalModelStore, ModelStore, S3ModelStore
 from learnrec.serving.recommender import ModelBundle, Recommender
 from learnrec.storage import CatalogStore, make_engine
+from learnrec.storage.url import database_url
 
 
 def model_store_from_url(url: str, s3_client: Any = None) -> ModelStore:
@@ -69,7 +70,7 @@ def load_recommender(directory: Path, settings: Settings | None = None) -> Recom
 
 def build_context(settings: Settings | None = None) -> ServingContext:
     settings = settings or get_settings()
-    store = CatalogStore(make_engine(settings.database_url))
+    store = CatalogStore(make_engine(database_url(settings)))
     store.create_schema()
     models = model_store_from_url(settings.model_store)
     active = ActiveModel(

@@ -26,9 +26,7 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def test_the_demo_runs_the_main_job_end_to_end(
-    local_aws_server: LocalAws, tmp_path: Path
-) -> None:
+def test_the_demo_runs_the_main_job_end_to_end(local_aws_server: LocalAws, tmp_path: Path) -> None:
     stage = f"t{uuid.uuid4().hex[:10]}"
     options = DemoOptions(
         out=tmp_path / "demo",

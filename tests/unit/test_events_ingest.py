@@ -264,3 +264,21 @@ def test_derived_event_ids_are_stable_and_distinguish_events() -> None:
     assert derive_event_id(a, "h") != derive_event_id(b, "h")
     parsed = parse_event(json.dumps(event(1)))
     assert isinstance(parsed, Event) and parsed == a
+
+
+def test_impressions_and_clicks_echoing_a_recommendation_are_counted_for_ctr(env: Env) -> None:
+    outcome = env.ingestor.process(
+        records(
+            [
+                event(1, event_type="impression", recommendation_id="r1"),
+                event(2, event_type="impression", recommendation_id="r1"),
+                event(2, event_type="click", recommendation_id="r1"),
+                event(3, event_type="impression"),  # not from a recommendation: not credited
+                event(4, event_type="click", value="x"),  # invalid: dead-lettered, not counted
+            ]
+        )
+    )
+    metrics = outcome.metrics()
+    assert metrics["recommendation_impressions_total"] == 2
+    assert metrics["recommendation_clicks_total"] == 1
+    assert metrics["events_dead_lettered"] == 1
