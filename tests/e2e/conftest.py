@@ -54,7 +54,9 @@ class Stack:
     poller: KinesisPoller
 
 
-@pytest.fixture(scope="session")
+# Module scope: playwright's sync API keeps an event loop running in this thread while
+# it is open, which would break every later test that runs asyncio code.
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
     if not CHROMIUM.exists():
         if os.environ.get("CI"):

@@ -30,7 +30,7 @@ from functional.pipeline_data import (
 from learnrec.bundle import MANIFEST_FILE, read_manifest
 from learnrec.cli import main as cli_main
 from learnrec.config import Settings
-from learnrec.local.aws import LocalAws, create_resources
+from learnrec.local.aws import LocalAws, create_resources, local_environment
 from learnrec.pipeline.definition import Mode
 from learnrec.pipeline.errors import StepError
 from learnrec.pipeline.local import RunOutcome, run_pipeline
@@ -64,7 +64,15 @@ class Stage:
 
 
 @pytest.fixture(scope="module")
-def stage(local_aws_server: LocalAws, tmp_path_factory: pytest.TempPathFactory) -> Stage:
+def module_local_env(local_aws_server: LocalAws) -> Iterator[LocalAws]:
+    """The runner's boto3 clients reach the local AWS for this module's tests."""
+    with local_environment():
+        yield local_aws_server
+
+
+@pytest.fixture(scope="module")
+def stage(module_local_env: LocalAws, tmp_path_factory: pytest.TempPathFactory) -> Stage:
+    local_aws_server = module_local_env
     names = ResourceNames(stage=f"p{uuid.uuid4().hex[:10]}")
     create_resources(local_aws_server, names)
     root = tmp_path_factory.mktemp("pipeline")
