@@ -12,14 +12,12 @@ Standard library and boto3 only: nothing else is installed yet when it starts.
 
 from __future__ import annotations
 
-import json
 import os
 import runpy
 import subprocess
 import sys
 from importlib import metadata
 from pathlib import Path
-from urllib.parse import quote
 
 HERE = Path(__file__).resolve().parent
 ENTRY_FLAG = "--learnrec_entry_point"
@@ -67,14 +65,15 @@ def install() -> None:
 
 
 def database_url(secret_arn: str) -> str:
-    import boto3
+    """The job's ``DATABASE_URL`` from the Aurora secret, as the functions build theirs.
 
-    secret = json.loads(
-        boto3.client("secretsmanager").get_secret_value(SecretId=secret_arn)["SecretString"]
-    )
-    user, password = quote(secret["username"], safe=""), quote(secret["password"], safe="")
-    database = secret.get("dbname", "learnrec")
-    return f"postgresql+psycopg://{user}:{password}@{secret['host']}:{secret['port']}/{database}"
+    Called after :func:`install`, when learnrec (in this source archive) can be imported.
+    """
+    sys.path.insert(0, str(HERE))
+    from learnrec.config import Settings
+    from learnrec.storage.url import database_url as from_settings
+
+    return from_settings(Settings(database_secret_arn=secret_arn))
 
 
 def main(argv: list[str]) -> None:

@@ -75,6 +75,7 @@ def test_bootstrap_builds_the_database_url_from_the_secret(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.delenv("DATABASE_URL", raising=False)
     client = boto3.client("secretsmanager", region_name="us-east-1")
     secret = {
         "username": "learnrec",
