@@ -9,9 +9,9 @@ makes for the stage (see :mod:`learnrec.stages`).
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -64,10 +64,11 @@ def configure(endpoint: str = ENDPOINT) -> None:
 
 
 def moto_command() -> list[str]:
-    executable = shutil.which("moto_server") or str(Path(sys.executable).parent / "moto_server")
-    if not Path(executable).exists():
-        raise LocalAwsError("moto_server not found: install the dev extras (make install)")
-    return [executable, "-H", HOST, "-p", str(PORT)]
+    """moto server from this interpreter's environment (not whatever ``moto_server`` comes
+    first on PATH), so the installed, pinned moto runs, with a stable command line."""
+    if importlib.util.find_spec("moto.server") is None:
+        raise LocalAwsError("moto server is not installed: install the dev extras (make install)")
+    return [sys.executable, "-m", "moto.server", "-H", HOST, "-p", str(PORT)]
 
 
 @dataclass
