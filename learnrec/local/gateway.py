@@ -183,6 +183,9 @@ class _UnreadableBodyError(Exception):
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
+    # socketserver's default listen backlog is 5: a burst of new connections beyond that
+    # has its SYNs dropped, and each client retries after TCP's 1 s timeout.
+    request_queue_size = 1024
     gateway: Gateway
 
 
