@@ -339,9 +339,10 @@ def format_result(result: DemoResult, out: Path) -> str:
         served = f" (fallback: {body['fallback']})" if body.get("fallback") else ""
         lines.append(f"Recommendations for {learner}{served}:")
         for item in body["items"]:
+            title = f" {item['title']}" if item.get("title") else ""
             lines.append(
-                f"  {item['rank']}. {item['content_id']}  score {item['score']:.3f}  "
-                f"{item['reason']}"
+                f"  {item['rank']}. {item['content_id']}{title}  (score {item['score']:.3f})"
+                f"  {item['reason']}"
             )
         lines.append("")
     if result.report is not None:

@@ -91,6 +91,7 @@ class ServingContext:
 
 class ItemOut(BaseModel):
     content_id: str
+    title: str = Field(default="", description="the catalog's title; empty when it has none")
     score: float
     rank: int
     reason: str

@@ -80,6 +80,7 @@ class Recommendation:
     score: float
     rank: int
     reason: str
+    title: str = ""  # the catalog's title, for people; empty when the item has none
 
 
 @dataclass
@@ -212,7 +213,7 @@ class Recommender:
             pairs = [(bundle.space.items.key(int(columns[i])), float(values[i])) for i in order]
             reason = f"Learners who took {bundle.catalog.title(content_id)} also took this"
         result.items = [
-            Recommendation(cid, score, rank, reason)
+            Recommendation(cid, score, rank, reason, _title(bundle, cid))
             for rank, (cid, score) in enumerate(pairs, start=1)
         ]
         return result
@@ -302,7 +303,9 @@ class Recommender:
             )
             if blocked[position]:
                 reason += " (complete its prerequisites first)"
-            result.items.append(Recommendation(cid, float(scores[position]), rank, reason))
+            result.items.append(
+                Recommendation(cid, float(scores[position]), rank, reason, _title(bundle, cid))
+            )
         return result
 
     @staticmethod
@@ -385,8 +388,17 @@ class Recommender:
             idx = bundle.space.items.index(cid)
             result.items.append(
                 Recommendation(
-                    cid, float(bundle.stats.popularity[idx]), len(result.items) + 1, reason
+                    cid,
+                    float(bundle.stats.popularity[idx]),
+                    len(result.items) + 1,
+                    reason,
+                    item.title if item else "",
                 )
             )
             added += 1
         result.filled_from_popular = added
+
+
+def _title(bundle: ModelBundle, content_id: str) -> str:
+    item = bundle.catalog.get(content_id)
+    return item.title if item else ""

@@ -38,6 +38,8 @@ def test_recommend_returns_k_items_with_reasons(api: Api, small_dataset: Dataset
     assert body["recommendation_id"]
     assert [i["rank"] for i in body["items"]] == [1, 2, 3, 4, 5]
     assert all(i["reason"] and isinstance(i["score"], float) for i in body["items"])
+    titles = dict(zip(small_dataset.items["content_id"], small_dataset.items["title"], strict=True))
+    assert [i["title"] for i in body["items"]] == [titles[i["content_id"]] for i in body["items"]]
 
 
 def test_auth_matrix(api: Api, small_dataset: Dataset) -> None:
