@@ -86,7 +86,9 @@ def test_pick_a_learner_open_a_recommendation_and_see_the_list_change(
     assert recommendation_id
 
     clicked = before[0]
-    items.first.get_by_role("button", name=f"Open {clicked}").click()
+    title = items.first.get_by_test_id("title").inner_text().strip()
+    assert title and title != clicked, "items are shown by their catalog title"
+    items.first.get_by_role("button", name=f"Open {title}").click()
     expect(status).to_contain_text("Updated", timeout=WAIT_MS)
 
     after = _shown(page)
