@@ -126,6 +126,13 @@ class Demo:
             started = start_detached("moto", aws.moto_command(), run_dir)
             _wait("moto server answering", aws.is_listening, 30, started.log)
             self.log(f"local AWS: started moto server on {aws.ENDPOINT} (pid {started.pid})")
+            # moto keeps everything in memory: a new server has no archive, no models and
+            # a new hash key, so the database of an earlier run (its ledger says those
+            # events are archived, its ids are hashed with the old key) must go too.
+            database = self.options.out / "learnrec.db"
+            if database.exists():
+                database.unlink()
+                self.log("  new local AWS: the previous run's database was reset to match")
         aws.configure()
         local = aws.LocalAws(aws.ENDPOINT, None)
         resources = aws.create_resources(local, self.names)
