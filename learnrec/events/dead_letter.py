@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from learnrec.events.batching import calls
 from learnrec.events.records import Rejection
 from learnrec.events.stream import StreamRecord
 
@@ -132,16 +133,4 @@ class DeadLetterQueue:
 
 def _calls(entries: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
     """Entries grouped into SendMessageBatch calls: at most ten and 240 KiB each."""
-    calls: list[list[dict[str, Any]]] = []
-    current: list[dict[str, Any]] = []
-    size = 0
-    for entry in entries:
-        entry_size = len(entry["MessageBody"].encode()) + 256
-        if current and (len(current) == SQS_BATCH or size + entry_size > MAX_CALL_BYTES):
-            calls.append(current)
-            current, size = [], 0
-        current.append(entry)
-        size += entry_size
-    if current:
-        calls.append(current)
-    return calls
+    return calls(entries, lambda e: len(e["MessageBody"].encode()) + 256, SQS_BATCH, MAX_CALL_BYTES)

@@ -20,6 +20,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from learnrec.events.batching import calls
 from learnrec.identity import hash_user_id
 from learnrec.schemas import Event
 
@@ -139,22 +140,10 @@ class KinesisProducer:
 
     @staticmethod
     def _calls(indices: list[int], records: list[dict[str, Any]]) -> list[list[int]]:
-        calls: list[list[int]] = []
-        current: list[int] = []
-        size = 0
-        for index in indices:
-            record = records[index]
-            record_size = len(record["Data"]) + len(record["PartitionKey"].encode())
-            if current and (
-                len(current) == MAX_RECORDS_PER_CALL or size + record_size > MAX_BYTES_PER_CALL
-            ):
-                calls.append(current)
-                current, size = [], 0
-            current.append(index)
-            size += record_size
-        if current:
-            calls.append(current)
-        return calls
+        def size(index: int) -> int:
+            return len(records[index]["Data"]) + len(records[index]["PartitionKey"].encode())
+
+        return calls(indices, size, MAX_RECORDS_PER_CALL, MAX_BYTES_PER_CALL)
 
     def _put(
         self, call: list[int], records: list[dict[str, Any]], results: list[PutResult | None]
