@@ -17,20 +17,10 @@ from learnrec.retrieval.index import VectorIndex
 from learnrec.serving.api import ServingContext
 from learnrec.serving.auth import TokenVerifier
 from learnrec.serving.bundle_index import load_index
-from learnrec.serving.model_store import ActiveModel, LocalModelStore, ModelStore, S3ModelStore
+from learnrec.serving.model_store import ActiveModel, store_from_url
 from learnrec.serving.recommender import ModelBundle, Recommender
 from learnrec.storage import CatalogStore, make_engine
 from learnrec.storage.url import database_url
-
-
-def model_store_from_url(url: str, s3_client: Any = None) -> ModelStore:
-    """``s3://bucket/prefix`` or a local folder."""
-    if url.startswith("s3://"):
-        import boto3
-
-        bucket, _, prefix = url[len("s3://") :].partition("/")
-        return S3ModelStore(bucket, prefix, s3_client or boto3.client("s3"))
-    return LocalModelStore(Path(url))
 
 
 def opensearch_client(endpoint: str, region: str | None = None) -> Any:
@@ -72,7 +62,7 @@ def build_context(settings: Settings | None = None) -> ServingContext:
     settings = settings or get_settings()
     store = CatalogStore(make_engine(database_url(settings)))
     store.create_schema()
-    models = model_store_from_url(settings.model_store)
+    models = store_from_url(settings.model_store)
     active = ActiveModel(
         models,
         lambda path: load_recommender(path, settings),
