@@ -32,6 +32,8 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from learnrec.benchmark.arguments import at_least
+
 RESULT_FILE = "ingest.json"
 TARGET_EVENTS_PER_S = 5000.0
 HANDLER = Path(__file__).resolve().parents[2] / "functions" / "ingest" / "handler.py"
@@ -296,11 +298,11 @@ def add_ingest_command(bench_subparsers: argparse._SubParsersAction[Any]) -> Non
     ingest = bench_subparsers.add_parser(
         "ingest", help="events through Kinesis and the ingest handler on the local AWS"
     )
-    ingest.add_argument("--events", type=_positive, default=50_000)
+    ingest.add_argument("--events", type=at_least(1), default=50_000)
     ingest.add_argument("--out", type=Path, required=True)
-    ingest.add_argument("--batch-size", type=_positive, default=500, help="records per call")
+    ingest.add_argument("--batch-size", type=at_least(1), default=500, help="records per call")
     ingest.add_argument("--bad-fraction", type=float, default=0.01)
-    ingest.add_argument("--shards", type=_positive, default=1)
+    ingest.add_argument("--shards", type=at_least(1), default=1)
     ingest.add_argument("--seed", type=int, default=42)
     ingest.set_defaults(func=_ingest_command)
 
@@ -312,10 +314,3 @@ def _ingest_command(args: argparse.Namespace) -> int:
     print(format_summary(result))
     print(f"figures: {args.out / RESULT_FILE}")
     return 0
-
-
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError("must be at least 1")
-    return value

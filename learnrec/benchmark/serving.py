@@ -39,6 +39,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from learnrec.benchmark.arguments import at_least
+
 if TYPE_CHECKING:
     import numpy as np
 
@@ -228,9 +230,9 @@ def add_serving_command(bench_subparsers: argparse._SubParsersAction[Any]) -> No
     serving = bench_subparsers.add_parser(
         "serving", help="latency and cold start of the API handler over a synthetic catalog"
     )
-    serving.add_argument("--items", type=_at_least(100), default=100_000)
-    serving.add_argument("--requests", type=_at_least(1), default=2000)
-    serving.add_argument("--users", type=_at_least(1), default=2000)
+    serving.add_argument("--items", type=at_least(100), default=100_000)
+    serving.add_argument("--requests", type=at_least(1), default=2000)
+    serving.add_argument("--users", type=at_least(1), default=2000)
     serving.add_argument("--seed", type=int, default=42)
     serving.add_argument("--out", type=Path, required=True)
     serving.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -261,16 +263,6 @@ def _serving_command(args: argparse.Namespace) -> int:
     print(format_summary(result))
     print(f"figures: {args.out / RESULT_FILE}")
     return 0
-
-
-def _at_least(minimum: int) -> Any:
-    def parse(text: str) -> int:
-        value = int(text)
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"must be at least {minimum}")
-        return value
-
-    return parse
 
 
 # ----------------------------------------------------------------------------- data
