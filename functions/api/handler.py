@@ -21,7 +21,6 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.shared.functions import resolve_truthy_env_var_choice
 from mangum import Mangum
 
-from learnrec.events.producer import hash_user_id
 from learnrec.serving.api import ServingContext, create_app
 from learnrec.serving.context import build_context
 
@@ -57,7 +56,7 @@ _mangum = Mangum(app, lifespan="off")
 def _handle(event: dict[str, Any], context: Any) -> dict[str, Any]:
     user_id = (event.get("pathParameters") or {}).get("user_id")
     if user_id and "ctx" in _context:
-        logger.append_keys(user=hash_user_id(user_id, _context["ctx"].hash_key))
+        logger.append_keys(user=_context["ctx"].user_key(user_id))  # the route reuses it
     response: dict[str, Any] = _mangum(event, context)
     return response
 

@@ -30,7 +30,6 @@ __all__ = [
     "KinesisProducer",
     "PutResult",
     "SendReport",
-    "hash_user_id",
 ]
 
 MAX_RECORDS_PER_CALL = 500
