@@ -36,6 +36,53 @@ class OfflineResult:
     score_samples: dict[str, np.ndarray] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class BundleRankings:
+    """A bundle's top-k lists per learner: in retrieval order, and re-ranked, with the
+    scores of the listed items (flattened over learners) for distribution plots."""
+
+    retrieval: dict[str, list[str]]
+    reranked: dict[str, list[str]]
+    retrieval_scores: np.ndarray
+    ranker_scores: np.ndarray
+
+
+def rank_with_bundle(
+    bundle_dir: Path,
+    dataset: Dataset,
+    histories: Histories,
+    users: list[str],
+    k: int,
+    candidates: int,
+    progress: bool = False,
+) -> BundleRankings:
+    """Retrieval, then the ranker, for each learner given their history, as serving
+    would; the one scoring loop offline evaluation and the pipeline's gate share."""
+    space = FeatureSpace.load(bundle_dir / SPACE_FILE)
+    stats = ItemStats.load(bundle_dir / STATS_FILE)
+    ranker = Ranker.load(bundle_dir)
+    found, scores = candidates_for(bundle_dir, space, dataset, histories, users, candidates)
+    blocks = feature_matrix(stats, space, dataset, histories, users, found, scores, progress)
+    retrieval: dict[str, list[str]] = {}
+    reranked: dict[str, list[str]] = {}
+    retrieval_scores, ranker_scores = [], []
+    for row, user in enumerate(users):
+        valid = found[row] != 0
+        items = found[row][valid]
+        retrieval[user] = [space.items.key(int(i)) for i in items[:k]]
+        retrieval_scores.append(scores[row][valid][:k])
+        ranked = ranker.score(blocks[row]) if len(items) else np.zeros(0, np.float32)
+        order = np.argsort(-ranked, kind="stable")[:k]
+        reranked[user] = [space.items.key(int(i)) for i in items[order]]
+        ranker_scores.append(ranked[order])
+    return BundleRankings(
+        retrieval,
+        reranked,
+        np.concatenate(retrieval_scores) if retrieval_scores else np.zeros(0),
+        np.concatenate(ranker_scores) if ranker_scores else np.zeros(0),
+    )
+
+
 def _timed(timings: dict[str, float], name: str, fn: Callable[[], Any]) -> Any:
     started = time.perf_counter()
     result = fn()
@@ -75,28 +122,13 @@ def evaluate_offline(
     )
 
     started = time.perf_counter()
-    space = FeatureSpace.load(bundle_dir / SPACE_FILE)
-    stats = ItemStats.load(bundle_dir / STATS_FILE)
-    ranker = Ranker.load(bundle_dir)
-    histories = Histories.of(train)
     relevant = {str(u): set(g) for u, g in test.groupby("user_id")["content_id"]}
     users = sorted(relevant)
-    candidates, scores = candidates_for(
-        bundle_dir, space, dataset, histories, users, ranker_params.candidates
+    histories = Histories.of(train)
+    ranked = rank_with_bundle(
+        bundle_dir, dataset, histories, users, k, ranker_params.candidates, progress
     )
-    blocks = feature_matrix(stats, space, dataset, histories, users, candidates, scores, progress)
-    two_tower: dict[str, list[str]] = {}
-    reranked: dict[str, list[str]] = {}
-    tt_scores, rank_scores = [], []
-    for row, user in enumerate(users):
-        valid = candidates[row] != 0
-        items = candidates[row][valid]
-        two_tower[user] = [space.items.key(int(i)) for i in items[:k]]
-        tt_scores.append(scores[row][valid][:k])
-        ranked = ranker.score(blocks[row]) if len(items) else np.zeros(0, np.float32)
-        order = np.argsort(-ranked, kind="stable")[:k]
-        reranked[user] = [space.items.key(int(i)) for i in items[order]]
-        rank_scores.append(ranked[order])
+    two_tower, reranked = ranked.retrieval, ranked.reranked
     popular = popularity_ranking(train, histories, users, k)
     timings["evaluate"] = round(time.perf_counter() - started, 3)
 
@@ -130,8 +162,8 @@ def evaluate_offline(
         "timings_s": timings,
     }
     samples = {
-        "two_tower": np.concatenate(tt_scores) if tt_scores else np.zeros(0),
-        "two_tower_ranker": np.concatenate(rank_scores) if rank_scores else np.zeros(0),
+        "two_tower": ranked.retrieval_scores,
+        "two_tower_ranker": ranked.ranker_scores,
     }
     return OfflineResult(metrics=metrics, score_samples=samples)
 

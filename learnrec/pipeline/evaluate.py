@@ -17,21 +17,17 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from learnrec.bundle import SPACE_FILE, STATS_FILE, BundleError, read_manifest
+from learnrec.bundle import BundleError, read_manifest
 from learnrec.data.dataset import Dataset, read_dataset
 from learnrec.evaluation.metrics import evaluate_rankings
-from learnrec.evaluation.offline import popularity_ranking
+from learnrec.evaluation.offline import popularity_ranking, rank_with_bundle
 from learnrec.evaluation.report import write_report
-from learnrec.features.ranking import ItemStats
-from learnrec.features.space import FeatureSpace
 from learnrec.pipeline import drift
 from learnrec.pipeline.build_dataset import SUMMARY_FILE
 from learnrec.pipeline.errors import StepError
 from learnrec.pipeline.gate import decide
 from learnrec.pipeline.run import RunContext
-from learnrec.ranking.model import Ranker
 from learnrec.training.inputs import Histories
-from learnrec.training.ranking import candidates_for, feature_matrix
 
 STEP = "evaluate"
 EVALUATION_FILE = "evaluation.json"
@@ -57,26 +53,10 @@ def score_bundle(
     bundle: Path, dataset: Dataset, history: pd.DataFrame, relevant: dict[str, set[str]], k: int
 ) -> Scored:
     """Retrieval, then the ranker, for every learner in ``relevant``; metrics at k."""
-    space = FeatureSpace.load(bundle / SPACE_FILE)
-    stats = ItemStats.load(bundle / STATS_FILE)
-    ranker = Ranker.load(bundle)
-    histories = Histories.of(history)
     users = sorted(relevant)
-    candidates, scores = candidates_for(
-        bundle, space, dataset, histories, users, _candidates(bundle)
-    )
-    blocks = feature_matrix(stats, space, dataset, histories, users, candidates, scores)
-    lists: dict[str, list[str]] = {}
-    top_scores = []
-    for row, user in enumerate(users):
-        items = candidates[row][candidates[row] != 0]
-        ranked = ranker.score(blocks[row]) if len(items) else np.zeros(0, np.float32)
-        order = np.argsort(-ranked, kind="stable")[:k]
-        lists[user] = [space.items.key(int(i)) for i in items[order]]
-        top_scores.append(ranked[order])
-    metrics = evaluate_rankings(lists, relevant, k, len(dataset.items))
-    flat = np.concatenate(top_scores) if top_scores else np.zeros(0)
-    return Scored(metrics, flat.astype(np.float64))
+    ranked = rank_with_bundle(bundle, dataset, Histories.of(history), users, k, _candidates(bundle))
+    metrics = evaluate_rankings(ranked.reranked, relevant, k, len(dataset.items))
+    return Scored(metrics, ranked.ranker_scores.astype(np.float64))
 
 
 def evaluate(
