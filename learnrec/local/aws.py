@@ -27,7 +27,8 @@ from typing import Any
 from learnrec.stages import LOCAL_REGION, ResourceNames
 
 HOST = "127.0.0.1"
-PORT = 4566
+# Another port lets two checkouts run their suites side by side without sharing a server.
+PORT = int(os.environ.get("LEARNREC_LOCAL_AWS_PORT", "4566"))
 ENDPOINT = f"http://{HOST}:{PORT}"
 # moto runs Lambda code without Docker and Step Functions state machines for real.
 MOTO_CONFIG = {"lambda": {"use_docker": False}, "stepfunctions": {"execute_state_machine": True}}
