@@ -3,7 +3,10 @@
 The one place that reads the CDK context: ``stage`` (default ``dev``), ``account`` and
 ``region`` (default: the CLI's account and region when it has credentials, else the
 local AWS's fixed ones, so synth works offline), ``training_image_tag`` and
-``lambda_build_dir``. Before synthesizing it builds the Lambda functions and layers with
+``lambda_build_dir``; with ``github_repository`` (``<owner>/<name>``, and optionally
+``github_oidc_provider_arn`` where the account has GitHub's provider already) it also
+defines ``learnrec-cicd``, the role that ``.github/workflows/cd.yml`` deploys with.
+Before synthesizing it builds the Lambda functions and layers with
 :func:`learnrec.packaging.build` (layers whose pinned requirements did not change are
 reused; the first build downloads the wheels from PyPI) and the SageMaker source
 archive, then applies cdk-nag's AwsSolutions checks to everything.
@@ -20,11 +23,12 @@ from aws_cdk import App, Validations
 from cdk_nag import AwsSolutionsChecks
 
 from learnrec.serving.openapi_doc import gateway_routes, openapi_spec
-from learnrec.stages import LOCAL_ACCOUNT, LOCAL_REGION, StageConfig, StageName
+from learnrec.stages import LOCAL_ACCOUNT, LOCAL_REGION, STAGES, StageConfig, StageName
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from learnrec_cdk.assets import lambda_assets, size_summary
+from learnrec_cdk.cicd import LearnrecCicdStack
 from learnrec_cdk.job_source import build_source_archive
 from learnrec_cdk.stack import FEATURE_FLAGS, LearnrecStack, StackInputs
 from learnrec_cdk.training import training_image
@@ -77,6 +81,17 @@ def main() -> None:
     # The CLI shows the app's stderr: the package sizes against the 250 MB limit.
     print(size_summary(inputs.assets.report), file=sys.stderr)
     build_app(app, cast(StageName, stage), account, region, inputs)
+    repository = app.node.try_get_context("github_repository")
+    if repository:
+        LearnrecCicdStack(
+            app,
+            "learnrec-cicd",
+            account=account,
+            region=region,
+            repository=str(repository),
+            environments=STAGES,
+            existing_provider_arn=app.node.try_get_context("github_oidc_provider_arn"),
+        )
     app.synth()
 
 
