@@ -186,12 +186,13 @@ class _AwsEscapes(Preprocessor):
 
     @staticmethod
     def _text_of_str(parse_tree: Any) -> str:
-        node = is_production(parse_tree) or is_terminal(parse_tree)
-        return re.sub(r"\\(['{}\\])", r"\1", node.getText()[1:-1])
+        node: Any = is_production(parse_tree) or is_terminal(parse_tree)
+        text: str = node.getText()[1:-1]
+        return re.sub(r"\\(['{}\\])", r"\1", text)
 
 
 def _parse(expression: str) -> Any:
-    parser = ASLIntrinsicParser(CommonTokenStream(ASLIntrinsicLexer(InputStream(expression))))
+    parser: Any = ASLIntrinsicParser(CommonTokenStream(ASLIntrinsicLexer(InputStream(expression))))
     return _AwsEscapes().visit(parser.func_decl())
 
 
@@ -199,7 +200,7 @@ def intrinsic(expression: str, data: Any) -> Any:
     """An intrinsic function call (``States.Format(...)``) evaluated against ``data``."""
     function = _parse(expression)
     env = _Stack(data)
-    function.eval(env)  # type: ignore[arg-type]  # duck-typed environment
+    function.eval(env)  # a duck-typed environment: moto's components need only these
     return env.stack.pop()
 
 
