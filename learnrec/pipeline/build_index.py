@@ -57,7 +57,8 @@ def build_index(
                 opensearch_client,
                 timeout=BULK_TIMEOUT_S,
             )
-            name = index.create_version_index(run.version, summary["dimension"])
+            # A retried job finds its own index from the failed attempt: refill it.
+            name = index.create_version_index(run.version, summary["dimension"], exist_ok=True)
             index.bulk_load(run.version, items)
         except VectorIndexError as error:
             raise StepError(STEP, str(error)) from error

@@ -23,7 +23,12 @@ from typing import Any
 
 import numpy as np
 from opensearchpy import OpenSearch
-from opensearchpy.exceptions import ImproperlyConfigured, NotFoundError, OpenSearchException
+from opensearchpy.exceptions import (
+    ImproperlyConfigured,
+    NotFoundError,
+    OpenSearchException,
+    RequestError,
+)
 
 from learnrec.retrieval.index import IndexedItem, ItemFilter, SearchHit, VectorIndexError
 
@@ -241,13 +246,21 @@ class OpenSearchIndex:
             },
         }
 
-    def create_version_index(self, version: str, dimension: int) -> str:
-        """Create the (empty) index of ``version``; returns its name."""
+    def create_version_index(self, version: str, dimension: int, exist_ok: bool = False) -> str:
+        """Create the (empty) index of ``version``; returns its name.
+
+        ``exist_ok``: an index of that name already there is kept (a retried build of the
+        same version, whose bulk load then overwrites the same documents by id).
+        """
         name = self.index_name(version)
         body = self.index_body(dimension)
-        self._call(
-            f"create index {name}", lambda: self.client.indices.create(index=name, body=body)
-        )
+        try:
+            self.client.indices.create(index=name, body=body)
+        except RequestError as exc:
+            if not (exist_ok and exc.error == "resource_already_exists_exception"):
+                raise VectorIndexError(f"OpenSearch create index {name} failed: {exc}") from exc
+        except _CLIENT_ERRORS as exc:
+            raise VectorIndexError(f"OpenSearch create index {name} failed: {exc}") from exc
         return name
 
     def bulk_load(self, version: str, items: Sequence[IndexedItem], chunk: int = 500) -> int:

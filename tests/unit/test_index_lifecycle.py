@@ -100,6 +100,15 @@ def test_build_index_creates_and_fills_the_versions_own_index(tmp_path: Path) ->
     # The alias is not touched: a candidate the gate turns down is never served.
     assert cluster.aliases == {}
     assert (tmp_path / "index" / "faiss").is_dir()
+    # A retried job (same version) refills its own index rather than failing on it.
+    again = build_index(
+        run_context(),
+        tmp_path / "retrieval",
+        tmp_path / "again",
+        settings=OPENSEARCH,
+        opensearch_client=make_client(cluster),
+    )
+    assert again["opensearch_index"] == name and len(cluster.docs[name]) == 3
 
 
 def test_build_index_without_an_endpoint_says_what_is_missing(tmp_path: Path) -> None:
