@@ -33,7 +33,8 @@ Training steps (state machine: ``CreateTrainingJob.sync``):
 - ``OutputDataConfig.S3OutputPath``: ``s3://<bucket>/pipeline/<run id>/<outputs[0]>/``.
 - ``HyperParameters``: ``step.hyperparameters`` (strings), then the run's overrides
   ``$.run.hyperparameters.<step name>`` (``States.JsonMerge``), then for each name in
-  ``run_hyperparameters`` the run field of that name (``version`` -> ``$.run.version``).
+  ``run_hyperparameters`` the run field of that name (``version`` -> ``$.run.version``),
+  and the :data:`FRAMEWORK_HYPERPARAMETERS` (a run request may override none of these).
 - Training job name: :func:`job_name` (``learnrec-<run id>-<step, dashes>``).
 - Result: ``{"job": <name>, "status": <TrainingJobStatus>}`` at ``$.results.<step name>``
   (the same for processing steps), so the run document stays where it is.
@@ -47,8 +48,10 @@ artifact in ``outputs_for(mode)`` a ``ProcessingOutput`` from
 Every processing step has the :data:`RUN_ARTIFACT` among its inputs: the run document
 reaches the job as the file ``run/run.json`` (:data:`RUN_FILE`) of that input, never as
 an argument. The job needs read access to ``events/`` and ``models/``, write access to
-``pipeline/`` and ``DATABASE_URL`` in its environment (the catalog). See
-``training/pipeline_step.py``.
+``pipeline/`` and ``DATABASE_URL`` in its environment (the catalog); in AWS also
+``VECTOR_INDEX=opensearch`` with ``OPENSEARCH_ENDPOINT``/``OPENSEARCH_ALIAS``, with which
+``build_index`` fills the version's own index (``promote`` later moves the alias onto
+it). See ``training/pipeline_step.py``.
 
 Function steps (state machine: ``lambda:invoke`` of the pipeline function): payload
 ``{"step": <name>, "run": $.run}``; the result (``ResultPath`` ``$.results.<name>``) is
