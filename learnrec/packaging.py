@@ -140,9 +140,10 @@ FUNCTIONS: dict[str, FunctionSpec] = {
         "api", "functions/api", "handler.handler", ("base", "db", "web", "numpy", "ml")
     ),
     "ingest": FunctionSpec("ingest", "functions/ingest", "handler.handler", ("base", "db")),
-    # learnrec.pipeline's drift check computes with numpy.
+    # learnrec.pipeline's drift check computes with numpy; promote moves the OpenSearch
+    # alias with the client in "web".
     "pipeline": FunctionSpec(
-        "pipeline", "functions/pipeline", "handler.handler", ("base", "numpy")
+        "pipeline", "functions/pipeline", "handler.handler", ("base", "numpy", "web")
     ),
 }
 

@@ -1,9 +1,10 @@
 """SageMaker processing entry point for the pipeline's processing steps.
 
-``python training/pipeline_step.py <step> --run '<run JSON>' [--input NAME=DIR ...]
-[--output NAME=DIR ...]`` with ``<step>`` one of ``build_dataset``, ``build_index``,
-``evaluate``. ``--run`` is the run document (``$.run`` in the state machine;
-``@path`` reads it from a file). Inputs and outputs default to SageMaker's
+``python training/pipeline_step.py <step> [--input NAME=DIR ...] [--output NAME=DIR ...]``
+with ``<step>`` one of ``build_dataset``, ``build_index``, ``evaluate``. The run
+document is the file ``run.json`` of the ``run`` input (the artifact the ``start`` step
+writes; SageMaker caps container arguments at 256 characters, so it is never passed as
+one). Inputs and outputs default to SageMaker's
 ``/opt/ml/processing/input/<artifact>`` and ``/opt/ml/processing/output/<artifact>``
 (artifact names from learnrec/pipeline/definition.py). Prints the step's summary as
 JSON; on failure prints ``learnrec-step-failed: <reason>`` to stderr and exits 1.

@@ -167,3 +167,21 @@ class Search(Construct):
             "the index builder creates per-version indexes and swaps the alias",
             [f"Resource::{arn_ref(self.domain)}/*"],
         )
+
+    def grant_alias_swap(self, role: iam.IRole) -> None:
+        """Move the serving alias between version indexes, nothing else: read who holds
+        it (``GET _alias/<alias>``) and swap it atomically (``POST _aliases``).
+
+        For promote and rollback (the pipeline function, the API's admin routes); the
+        indexes themselves are made by the jobs (:meth:`grant_admin`).
+        """
+        iam.Grant.add_to_principal(
+            grantee=role,
+            actions=["es:ESHttpGet"],
+            resource_arns=[f"{self.domain.domain_arn}/_alias/{self.alias}"],
+        )
+        iam.Grant.add_to_principal(
+            grantee=role,
+            actions=["es:ESHttpPost"],
+            resource_arns=[f"{self.domain.domain_arn}/_aliases"],
+        )

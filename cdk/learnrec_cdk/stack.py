@@ -184,7 +184,14 @@ class LearnrecStack(Stack):
             layers=[layers[name] for name in functions["pipeline"].layers],
             function_name=names.pipeline_function,
             state_machine_name=names.state_machine,
-            environment={**common, "POWERTOOLS_SERVICE_NAME": "pipeline"},
+            environment={
+                **common,
+                "POWERTOOLS_SERVICE_NAME": "pipeline",
+                # promote moves the alias the API queries, with the pointer
+                "VECTOR_INDEX": "opensearch",
+                "OPENSEARCH_ENDPOINT": search.endpoint,
+                "OPENSEARCH_ALIAS": names.opensearch_alias,
+            },
             job_role=jobs.role,
             job_image=inputs.training_image,
             job_instance_type=config.training_instance_type,
@@ -193,6 +200,8 @@ class LearnrecStack(Stack):
                 "MODEL_STORE": names.model_store_url,
                 "DATABASE_SECRET_ARN": data.database_secret.secret_arn,
                 "USER_ID_HASH_SECRET_ID": data.user_id_hash_secret.secret_arn,
+                # build_index fills the version's index that promote points the alias at
+                "VECTOR_INDEX": "opensearch",
                 "OPENSEARCH_ENDPOINT": search.endpoint,
                 "OPENSEARCH_ALIAS": names.opensearch_alias,
                 "AWS_REGION": region,
@@ -221,6 +230,9 @@ class LearnrecStack(Stack):
         data.stream.grant_write(api_role)
         search.grant_query(api_role)
         search.grant_admin(jobs.role)
+        # Promote and rollback (API admin routes, pipeline) move the alias with the pointer.
+        search.grant_alias_swap(api_role)
+        search.grant_alias_swap(pipeline.role)
         for role in (api_role, ingest_role, pipeline.role, jobs.role):
             data.database_secret.grant_read(role)
             data.user_id_hash_secret.grant_read(role)

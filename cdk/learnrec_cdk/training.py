@@ -5,7 +5,7 @@ pipeline Lambda, built from :data:`learnrec.pipeline.definition.PIPELINE`.
 in their order, so the local runner and the state machine cannot disagree about what
 runs when; the JSON each step receives follows the contract in the docstring of
 :mod:`learnrec.pipeline.definition` (run document in ``$.run``, artifacts as
-``pipeline/<run id>/<artifact>/`` prefixes, function results in ``$.results.<step>``).
+``pipeline/<run id>/<artifact>/`` prefixes, each step's answer in ``$.results.<step>``).
 
 SageMaker steps are written as ``CustomState`` JSON rather than the
 ``SageMakerCreateTrainingJob`` construct: the contract merges a run's hyperparameter
@@ -36,11 +36,19 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_s3_assets as s3_assets
+from aws_cdk import aws_sagemaker as sagemaker
 from aws_cdk import aws_stepfunctions as sfn
 from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
-from learnrec.pipeline.definition import PIPELINE, Mode, Step, StepKind
+from learnrec.pipeline.definition import (
+    FRAMEWORK_HYPERPARAMETERS,
+    PIPELINE,
+    Mode,
+    Step,
+    StepKind,
+    processing_arguments,
+)
 from learnrec.stages import EVENTS_PREFIX, MODELS_PREFIX, PIPELINE_PREFIX
 
 from .assets import FunctionAsset
@@ -114,6 +122,19 @@ def _job_name(step: Step) -> str:
     return f"States.Format('learnrec-{{}}-{step.name.replace('_', '-')}', $.run.run_id)"
 
 
+def _job_result(step: Step, kind: str) -> dict[str, Any]:
+    """Keep a finished job's name and status in ``$.results.<step>``, nothing more.
+
+    A ``.sync`` task answers with the whole Describe*Job output; left at the default
+    ``ResultPath`` it would replace the state, run document included. (``ResultPath:
+    null`` cannot be written here: a ``CustomState`` drops keys whose value is None.)
+    """
+    return {
+        "ResultSelector": {"job.$": f"$.{kind}Name", "status.$": f"$.{kind}Status"},
+        "ResultPath": f"$.results.{step.name}",
+    }
+
+
 def _network(jobs: JobSettings) -> dict[str, Any]:
     return {"SecurityGroupIds": list(jobs.security_group_ids), "Subnets": list(jobs.subnet_ids)}
 
@@ -164,7 +185,7 @@ def training_state(scope: Construct, step: Step, jobs: JobSettings) -> sfn.Custo
                 f"arn:{Stack.of(scope).partition}:states:::sagemaker:createTrainingJob.sync"
             ),
             "Parameters": parameters,
-            "ResultPath": None,
+            **_job_result(step, "TrainingJob"),
             "Retry": [JOB_RETRY],
         },
     )
@@ -183,6 +204,8 @@ def hyperparameters_state(scope: Construct, step: Step, jobs: JobSettings) -> sf
         "sagemaker_region": Stack.of(scope).region,
         "learnrec_entry_point": step.entry_point,
     }
+    # The run request refuses overrides of these names (RunRequest.validate).
+    assert tuple(fixed) == FRAMEWORK_HYPERPARAMETERS, fixed
     for name in step.run_hyperparameters:
         fixed[f"{name}.$"] = f"$.run.{name}"
     return sfn.Pass(
@@ -198,7 +221,8 @@ def hyperparameters_state(scope: Construct, step: Step, jobs: JobSettings) -> sf
 
 
 def processing_state(scope: Construct, step: Step, jobs: JobSettings) -> sfn.CustomState:
-    """``createProcessingJob.sync`` running ``<entry_point> <step> --run <run JSON>``."""
+    """``createProcessingJob.sync`` running ``<entry_point> <step>``; the run document
+    arrives as the ``run`` input (``pipeline/<run id>/run/run.json``, written by ``start``)."""
     inputs: list[dict[str, Any]] = [
         {
             "InputName": "code",
@@ -233,10 +257,8 @@ def processing_state(scope: Construct, step: Step, jobs: JobSettings) -> sfn.Cus
         "AppSpecification": {
             "ImageUri": jobs.image,
             "ContainerEntrypoint": PROCESSING_ENTRYPOINT,
-            "ContainerArguments.$": (
-                f"States.Array('{step.entry_point}', '{step.name}', '--run', "
-                "States.JsonToString($.run))"
-            ),
+            # Fixed per step; the run document is the job's "run" input.
+            "ContainerArguments": processing_arguments(step),
         },
         "ProcessingInputs": inputs,
         "ProcessingOutputConfig": {
@@ -272,7 +294,7 @@ def processing_state(scope: Construct, step: Step, jobs: JobSettings) -> sfn.Cus
                 f"arn:{Stack.of(scope).partition}:states:::sagemaker:createProcessingJob.sync"
             ),
             "Parameters": parameters,
-            "ResultPath": None,
+            **_job_result(step, "ProcessingJob"),
             "Retry": [JOB_RETRY],
         },
     )
@@ -538,28 +560,39 @@ class Pipeline(Construct):
         )
         self.function = pipeline.function
         self.role = pipeline.role
-        # register: copy the candidate bundle to models/versions/<v>/; promote: move the
-        # pointer; start: read the active pointer. Reads the run's artifacts.
+        # start: read the active pointer, write the run document (pipeline/<run>/run/);
+        # register: read the run's artifacts, copy the candidate bundle to
+        # models/versions/<v>/, write version/; promote: move the pointer, write active/.
         bucket.grant_read(self.role, f"{PIPELINE_PREFIX}*")
+        bucket.grant_put(self.role, f"{PIPELINE_PREFIX}*")
         bucket.grant_read_write(self.role, f"{MODELS_PREFIX}*")
         acknowledge_prefix_grant(
             self.role, bucket, "read_write", [f"{PIPELINE_PREFIX}*", f"{MODELS_PREFIX}*"]
         )
+        # The stage's model registry, made here rather than at run time: register only
+        # adds packages to it (CreateModelPackage), promote records the verdict on them
+        # (UpdateModelPackage).
+        self.model_package_group = sagemaker.CfnModelPackageGroup(
+            self,
+            "ModelPackageGroup",
+            model_package_group_name=model_package_group,
+            model_package_group_description="learnrec model bundles, one package per run",
+        )
+        self.model_package_group.apply_removal_policy(removal_policy)
+        registry = f"arn:{stack.partition}:sagemaker:{stack.region}:{stack.account}"
         self.role.add_to_policy(
             iam.PolicyStatement(
-                actions=[
-                    "sagemaker:CreateModelPackage",
-                    "sagemaker:DescribeModelPackage",
-                    "sagemaker:ListModelPackages",
-                    "sagemaker:CreateModelPackageGroup",
-                    "sagemaker:DescribeModelPackageGroup",
-                ],
+                actions=["sagemaker:CreateModelPackage"],
                 resources=[
-                    f"arn:{stack.partition}:sagemaker:{stack.region}:{stack.account}:"
-                    f"model-package-group/{model_package_group}",
-                    f"arn:{stack.partition}:sagemaker:{stack.region}:{stack.account}:"
-                    f"model-package/{model_package_group}/*",
+                    self.model_package_group.attr_model_package_group_arn,
+                    f"{registry}:model-package/{model_package_group}/*",
                 ],
+            )
+        )
+        self.role.add_to_policy(
+            iam.PolicyStatement(
+                actions=["sagemaker:UpdateModelPackage"],
+                resources=[f"{registry}:model-package/{model_package_group}/*"],
             )
         )
         self.role.add_to_policy(

@@ -5,12 +5,14 @@ Input ``{"step": "start", "request": {"mode": "full"|"ranking", "stage": "prod",
 "hyperparameters": {"train_retrieval": {"epochs": "30"}}, "tolerance": 0.01, "k": 10}}``
 -> ``{"step": "start", "run": {<run document>}}``: the run every later state passes on
 as ``$.run`` (learnrec.pipeline.run.RunContext; only ``mode`` and ``stage`` are needed,
-``bucket`` in a real account).
+``bucket`` in a real account), also written to ``pipeline/<run id>/run/run.json`` for
+the processing jobs. Hyperparameters SageMaker would refuse are refused here.
 
 Input ``{"step": "register" | "promote", "run": {<run document>}}`` -> ``{"step": name,
 "ok": true, ...}`` with, for ``register``: ``version``, ``bundle_uri``,
 ``model_package_arn``, ``model_drift_score``; for ``promote``: ``version``,
-``promoted`` (bool), ``reason``, ``active`` (the active version afterwards).
+``promoted`` (bool), ``reason``, ``active`` (the active version afterwards); with
+``VECTOR_INDEX=opensearch`` promote moves the OpenSearch alias before the pointer.
 
 A step that cannot do its job returns ``{"step": name, "ok": false, "error": reason}``
 rather than raising, so the state machine can fail the execution with that reason

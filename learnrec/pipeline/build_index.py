@@ -2,10 +2,12 @@
 
 Always writes the faiss index (``faiss/`` in the ``index`` artifact; the ranking job puts
 it into the bundle, where serving loads it). With ``VECTOR_INDEX=opensearch`` it also
-creates the version's own OpenSearch index (``<alias>-<version>``) and fills it; the
-alias is not moved here but when the version is promoted (:mod:`learnrec.pipeline.promote`),
-so the index that serving queries always matches the towers of the active model, even
-when the gate turns this candidate down.
+creates the version's own OpenSearch index (``<alias>-<version>``) and fills it, through
+a client signed with the job's role (:func:`learnrec.retrieval.opensearch_index.open_index`,
+with a timeout long enough for ``_bulk``). The alias is not moved here but when the
+version is promoted (:mod:`learnrec.pipeline.lifecycle`), so the index that serving
+queries always matches the towers of the active model, even when the gate turns this
+candidate down.
 """
 
 from __future__ import annotations
@@ -22,19 +24,6 @@ from learnrec.retrieval.index import VectorIndexError
 from learnrec.serving.bundle_index import indexed_items
 
 STEP = "build_index"
-
-
-def opensearch_index(settings: Settings, client: Any = None) -> Any:
-    """The OpenSearch adapter from settings (the client signs with the job's role)."""
-    from learnrec.retrieval.opensearch_index import OpenSearchIndex
-
-    if client is None:
-        if not settings.opensearch_endpoint:
-            raise StepError(STEP, "VECTOR_INDEX=opensearch needs OPENSEARCH_ENDPOINT")
-        from learnrec.serving.context import opensearch_client
-
-        client = opensearch_client(settings.opensearch_endpoint)
-    return OpenSearchIndex(client, settings.opensearch_alias)
 
 
 def build_index(
@@ -59,9 +48,17 @@ def build_index(
         "opensearch_index": None,
     }
     if settings.vector_index == "opensearch":
-        index = opensearch_index(settings, opensearch_client)
+        from learnrec.retrieval.opensearch_index import BULK_TIMEOUT_S, open_index
+
         try:
-            name = index.create_version_index(run.version, summary["dimension"])
+            index = open_index(
+                settings.opensearch_endpoint,
+                settings.opensearch_alias,
+                opensearch_client,
+                timeout=BULK_TIMEOUT_S,
+            )
+            # A retried job finds its own index from the failed attempt: refill it.
+            name = index.create_version_index(run.version, summary["dimension"], exist_ok=True)
             index.bulk_load(run.version, items)
         except VectorIndexError as error:
             raise StepError(STEP, str(error)) from error

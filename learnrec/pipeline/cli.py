@@ -197,10 +197,11 @@ def _show(args: argparse.Namespace) -> int:
 
 
 def _promote(args: argparse.Namespace) -> int:
-    from learnrec.pipeline.lifecycle import LifecycleError, activate
+    from learnrec.config import get_settings
+    from learnrec.pipeline.lifecycle import LifecycleError, activate, alias_swap
 
     try:
-        pointer = activate(_store(args), args.version)
+        pointer = activate(_store(args), args.version, alias_swap(get_settings()))
     except LifecycleError as error:
         print(f"learnrec: {error}", file=sys.stderr)
         return 2
@@ -209,10 +210,11 @@ def _promote(args: argparse.Namespace) -> int:
 
 
 def _rollback(args: argparse.Namespace) -> int:
-    from learnrec.pipeline.lifecycle import LifecycleError, go_back
+    from learnrec.config import get_settings
+    from learnrec.pipeline.lifecycle import LifecycleError, alias_swap, go_back
 
     try:
-        pointer = go_back(_store(args))
+        pointer = go_back(_store(args), alias_swap(get_settings()))
     except LifecycleError as error:
         print(f"learnrec: {error}", file=sys.stderr)
         return 2

@@ -33,22 +33,38 @@ Training steps (state machine: ``CreateTrainingJob.sync``):
 - ``OutputDataConfig.S3OutputPath``: ``s3://<bucket>/pipeline/<run id>/<outputs[0]>/``.
 - ``HyperParameters``: ``step.hyperparameters`` (strings), then the run's overrides
   ``$.run.hyperparameters.<step name>`` (``States.JsonMerge``), then for each name in
-  ``run_hyperparameters`` the run field of that name (``version`` -> ``$.run.version``).
+  ``run_hyperparameters`` the run field of that name (``version`` -> ``$.run.version``),
+  and the :data:`FRAMEWORK_HYPERPARAMETERS` (a run request may override none of these).
 - Training job name: :func:`job_name` (``learnrec-<run id>-<step, dashes>``).
+- Result: ``{"job": <name>, "status": <TrainingJobStatus>}`` at ``$.results.<step name>``
+  (the same for processing steps), so the run document stays where it is.
 
 Processing steps (state machine: ``CreateProcessingJob.sync``): container arguments
-``[<entry_point>, <step name>, "--run", States.JsonToString($.run)]``; each artifact in
-``inputs`` is a ``ProcessingInput`` from its prefix to
-``/opt/ml/processing/input/<artifact>``, each artifact in ``outputs_for(mode)`` a
-``ProcessingOutput`` from ``/opt/ml/processing/output/<artifact>`` to its prefix
-(``S3UploadMode=EndOfJob``). The job needs read access to ``events/`` and ``models/``,
-write access to ``pipeline/`` and ``DATABASE_URL`` in its environment (the catalog). See
-``training/pipeline_step.py``.
+:func:`processing_arguments` (``[<entry_point>, <step name>]``: fixed and short, since
+SageMaker takes at most 256 characters per argument); each artifact in ``inputs`` is a
+``ProcessingInput`` from its prefix to ``/opt/ml/processing/input/<artifact>``, each
+artifact in ``outputs_for(mode)`` a ``ProcessingOutput`` from
+``/opt/ml/processing/output/<artifact>`` to its prefix (``S3UploadMode=EndOfJob``).
+Every processing step has the :data:`RUN_ARTIFACT` among its inputs: the run document
+reaches the job as the file ``run/run.json`` (:data:`RUN_FILE`) of that input, never as
+an argument. The job needs read access to ``events/`` and ``models/``, write access to
+``pipeline/`` and ``DATABASE_URL`` in its environment (the catalog); in AWS also
+``VECTOR_INDEX=opensearch`` with ``OPENSEARCH_ENDPOINT``/``OPENSEARCH_ALIAS``, with which
+``build_index`` fills the version's own index (``promote`` later moves the alias onto
+it). See ``training/pipeline_step.py``.
 
 Function steps (state machine: ``lambda:invoke`` of the pipeline function): payload
 ``{"step": <name>, "run": $.run}``; the result (``ResultPath`` ``$.results.<name>``) is
 described in ``functions/pipeline/handler.py``. The run itself (``$.run``) is made by
-the same function with ``{"step": "start", "request": {...}}`` before the first step.
+the same function with ``{"step": "start", "request": {...}}`` before the first step;
+``start`` also writes it as the run's first artifact, ``pipeline/<run id>/run/run.json``
+(:data:`START_OUTPUTS`).
+
+Limits. Whatever a run document carries into a SageMaker request stays within
+SageMaker's limits for any valid run request: job names (:func:`job_name`, 63
+characters), hyperparameters (:data:`MAX_HYPERPARAMETERS` entries, keys and values
+checked by :func:`learnrec.pipeline.run.RunRequest.validate`), S3 URIs built from the
+bucket and the run id.
 """
 
 from __future__ import annotations
@@ -72,6 +88,26 @@ class Mode(StrEnum):
     FULL = "full"
     RANKING = "ranking"
 
+
+#: The artifact holding the run document (made by ``start``), and its one file.
+RUN_ARTIFACT = "run"
+RUN_FILE = "run.json"
+#: What ``start`` makes before the first step runs.
+START_OUTPUTS: tuple[str, ...] = (RUN_ARTIFACT,)
+
+# SageMaker's limits on what a run puts into a training job (CreateTrainingJob):
+# HyperParameters holds at most 100 entries, keys up to 256 characters, values up to 2500.
+MAX_HYPERPARAMETERS = 100
+MAX_HYPERPARAMETER_KEY = 256
+MAX_HYPERPARAMETER_VALUE = 2500
+#: Hyperparameters every training job gets from the pipeline (SageMaker's framework
+#: container: the bootstrap, the source archive, the region; the script to run).
+FRAMEWORK_HYPERPARAMETERS = (
+    "sagemaker_program",
+    "sagemaker_submit_directory",
+    "sagemaker_region",
+    "learnrec_entry_point",
+)
 
 #: Inputs a step reads from their source rather than from the run's artifacts.
 EXTERNAL_INPUTS: dict[str, str] = {
@@ -141,7 +177,7 @@ PIPELINE: tuple[Step, ...] = (
         StepKind.PROCESSING,
         "events in S3 over the data window, joined with the catalog, split into "
         "train and validation",
-        inputs=("events", "catalog"),
+        inputs=(RUN_ARTIFACT, "events", "catalog"),
         outputs=("dataset",),
         entry_point=PIPELINE_STEP_ENTRY,
         mode_outputs=((Mode.RANKING, "retrieval"),),
@@ -162,7 +198,7 @@ PIPELINE: tuple[Step, ...] = (
         StepKind.PROCESSING,
         "item embeddings into a new OpenSearch index per version (the alias moves when "
         "the version is promoted), and the faiss index in the bundle",
-        inputs=("retrieval",),
+        inputs=(RUN_ARTIFACT, "retrieval"),
         outputs=("index",),
         entry_point=PIPELINE_STEP_ENTRY,
     ),
@@ -187,7 +223,7 @@ PIPELINE: tuple[Step, ...] = (
         StepKind.PROCESSING,
         "candidate against popularity and the active model on the same validation data; "
         "drift of scores and features against the active model",
-        inputs=("dataset", "bundle"),
+        inputs=(RUN_ARTIFACT, "dataset", "bundle"),
         outputs=("evaluation",),
         entry_point=PIPELINE_STEP_ENTRY,
     ),
@@ -224,6 +260,19 @@ def step(name: str) -> Step:
 def artifact_prefix(run_id: str, artifact: str) -> str:
     """Key prefix of a run's artifact in the data bucket, ending in ``/``."""
     return f"{PIPELINE_PREFIX}{run_id}/{artifact}/"
+
+
+def processing_arguments(step: Step) -> list[str]:
+    """A processing job's container arguments: the script and the step, nothing per run.
+
+    The run document is the job's ``run`` input (:data:`RUN_ARTIFACT`), not an argument:
+    SageMaker caps each argument at 256 characters, and a run document is longer.
+    """
+    if step.kind is not StepKind.PROCESSING or step.entry_point is None:
+        raise ValueError(f"{step.name} is not a processing step")
+    if RUN_ARTIFACT not in step.inputs:
+        raise ValueError(f"processing step {step.name} must have the {RUN_ARTIFACT!r} input")
+    return [step.entry_point, step.name]
 
 
 def job_name(run_id: str, step_name: str) -> str:

@@ -5,12 +5,17 @@ process, by :mod:`learnrec.pipeline.local`; both pass the same run document. Lik
 step they read their inputs from the run's artifacts in S3 and write their outputs
 there, so a retried state finds what it needs.
 
-- ``start`` (not a pipeline step: it makes the run): request -> ``{"run": {...}}``.
+- ``start`` (not a pipeline step: it makes the run): request -> ``{"run": {...}}``, and
+  the same document as the ``run`` artifact that the processing jobs read.
 - ``register``: the ``bundle`` and ``evaluation`` artifacts -> the version's bundle under
   ``models/versions/<version>/`` with its final manifest, a SageMaker model package in
   the stage's group, ``model_drift_score`` published; output ``version/version.json``.
-- ``promote``: moves the pointer if the gate passed and the active version is still the
-  one the run compared with; output ``active/active.json``.
+- ``promote``: records the verdict in the registry, then moves the OpenSearch alias (with
+  ``VECTOR_INDEX=opensearch``) and the pointer if the gate passed and the active
+  version is still the one the run compared with; output ``active/active.json``.
+
+The model package group is the stage's (``ResourceNames.model_package_group``); the
+CDK app creates it, so nothing here creates AWS resources at run time.
 """
 
 from __future__ import annotations
@@ -22,10 +27,12 @@ from pathlib import Path
 from typing import Any
 
 from learnrec.bundle import MANIFEST_FILE, read_manifest, write_manifest
+from learnrec.config import Settings, get_settings
 from learnrec.pipeline import drift
 from learnrec.pipeline.artifacts import download_prefix, tarball_key, unpack
+from learnrec.pipeline.definition import RUN_ARTIFACT, RUN_FILE
 from learnrec.pipeline.errors import StepError
-from learnrec.pipeline.lifecycle import LifecycleError, activate
+from learnrec.pipeline.lifecycle import LifecycleError, activate, alias_swap
 from learnrec.pipeline.run import RunContext, RunError, RunRequest, new_run
 from learnrec.serving.model_store import S3ModelStore
 from learnrec.stages import MODELS_PREFIX, ResourceNames
@@ -40,11 +47,14 @@ def store_for(run: RunContext, s3: Any) -> S3ModelStore:
 
 
 def start_run(request: RunRequest, s3: Any) -> RunContext:
-    """A new run, comparing with whatever version is active now."""
+    """A new run, comparing with whatever version is active now, written as the run's
+    first artifact (``pipeline/<run id>/run/run.json``) for the processing jobs."""
     names = ResourceNames(request.stage)
     bucket = request.bucket or names.data_bucket
     active = S3ModelStore(bucket, MODELS_PREFIX.rstrip("/"), s3).pointer().active
-    return new_run(request, active, names=names)
+    run = new_run(request, active, names=names)
+    _write_json(s3, run, RUN_ARTIFACT, RUN_FILE, run.to_json())
+    return run
 
 
 def start(request: Mapping[str, Any], s3: Any) -> dict[str, Any]:
@@ -170,36 +180,59 @@ def _model_package(
 
 
 def promote_step(
-    run: RunContext, s3: Any, sagemaker: Any, opensearch_client: Any = None
+    run: RunContext,
+    s3: Any,
+    sagemaker: Any,
+    opensearch_client: Any = None,
+    settings: Settings | None = None,
 ) -> dict[str, Any]:
+    """Apply the gate: approve and activate the version, or reject it and say why.
+
+    The registry is updated before the alias and the pointer move: the pointer is what
+    serving follows, so once it has moved nothing that can fail may be left to do. If
+    activation then fails, the package is marked rejected with the reason. A retried
+    state that finds its own version already active (an earlier attempt moved the
+    pointer, then failed writing its output) finishes the promotion instead of reading
+    the moved pointer as "the active version changed during the run".
+    """
     step = "promote"
+    settings = settings or get_settings()
     evaluation = _read_json(s3, run, "evaluation", EVALUATION_FILE, step)
     registered = _read_json(s3, run, "version", VERSION_FILE, step)
+    package = registered["model_package_arn"]
     store = store_for(run, s3)
     current = store.pointer().active
     gate = evaluation["gate"]
     if not gate["passed"]:
         promoted, reason = False, f"gate failed: {gate['reason']}"
-    elif current != run.active_version:
+    elif current not in (run.active_version, run.version):
         promoted = False
         reason = (
             f"the active version changed during the run ({run.active_version} -> {current}); "
             "the candidate was not compared with it"
         )
     else:
+        promoted, reason = True, gate["reason"]
+    _review(sagemaker, package, promoted, reason)
+    if promoted:
         try:
-            activate(store, run.version, opensearch_client=opensearch_client)
+            activate(store, run.version, alias_swap(settings, opensearch_client))
         except LifecycleError as error:
+            _review(sagemaker, package, False, f"activation failed: {error}")
             raise StepError(step, str(error)) from error
-        promoted, reason, current = True, gate["reason"], run.version
-    sagemaker.update_model_package(
-        ModelPackageArn=registered["model_package_arn"],
-        ModelApprovalStatus="Approved" if promoted else "Rejected",
-        ApprovalDescription=reason[:1000],
-    )
+        current = run.version
     result = {"version": run.version, "promoted": promoted, "reason": reason, "active": current}
     _write_json(s3, run, "active", ACTIVE_FILE, result)
     return result
+
+
+def _review(sagemaker: Any, package: str, approved: bool, reason: str) -> None:
+    """The registry's verdict on a package (SageMaker keeps at most 1000 characters)."""
+    sagemaker.update_model_package(
+        ModelPackageArn=package,
+        ModelApprovalStatus="Approved" if approved else "Rejected",
+        ApprovalDescription=reason[:1000],
+    )
 
 
 def handle(event: Mapping[str, Any], clients: Mapping[str, Any] | None = None) -> dict[str, Any]:

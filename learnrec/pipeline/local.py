@@ -4,8 +4,9 @@ Training steps run as SageMaker runs them: each channel's S3 prefix downloaded i
 own folder (``SM_CHANNEL_<NAME>``), an empty ``SM_MODEL_DIR``, hyperparameters as
 ``--name value``, the entry point started as a child process, and the model folder
 uploaded as ``<job>/output/model.tar.gz`` under the output artifact's prefix. Processing
-steps run ``training/pipeline_step.py`` as a child process with their input artifacts
-downloaded and their output folders uploaded afterwards. Function steps run in process
+steps run ``training/pipeline_step.py`` as a child process with the container arguments
+of the state machine, their input artifacts downloaded (the run document among them, as
+``start`` wrote it) and their output folders uploaded afterwards. Function steps run in process
 through the same functions the pipeline Lambda calls. A step that fails stops the run
 with its reason (:class:`StepError`); nothing after it runs, so the active pointer,
 which only ``promote`` moves, stays where it was.
@@ -23,7 +24,13 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from learnrec.pipeline.artifacts import download_prefix, pack, upload_folder
-from learnrec.pipeline.definition import Step, StepKind, job_name, steps_for
+from learnrec.pipeline.definition import (
+    Step,
+    StepKind,
+    job_name,
+    processing_arguments,
+    steps_for,
+)
 from learnrec.pipeline.errors import StepError
 from learnrec.pipeline.functions import promote_step, register
 from learnrec.pipeline.processing import FAILURE_MARKER
@@ -168,8 +175,8 @@ class LocalRunner:
     def _processing(self, step: Step) -> Any:
         assert step.entry_point is not None
         root = self.workdir / step.name
-        command = [self.python, str(REPO / step.entry_point), step.name]
-        command += ["--run", f"@{self.workdir / 'run.json'}"]
+        command = [self.python, str(REPO / processing_arguments(step)[0])]
+        command += processing_arguments(step)[1:]
         for artifact in step.artifact_inputs:
             folder = root / "input" / artifact
             if not download_prefix(

@@ -3,7 +3,8 @@
 SageMaker processing conventions: each input artifact is a folder under
 ``/opt/ml/processing/input/<artifact>``, each output a folder under
 ``/opt/ml/processing/output/<artifact>`` that the job uploads when it ends. The local
-runner passes other folders with ``--input``/``--output``; the code is the same.
+runner passes other folders with ``--input``/``--output``; the code is the same. The
+run document is the ``run`` input's ``run.json``, as for every processing step.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from learnrec.pipeline.artifacts import unpack
-from learnrec.pipeline.definition import StepKind, step
+from learnrec.pipeline.definition import RUN_ARTIFACT, RUN_FILE, StepKind, step
 from learnrec.pipeline.errors import StepError
 from learnrec.pipeline.run import RunContext, RunError
 
@@ -63,22 +64,36 @@ def folders(names: tuple[str, ...], root: Path, given: dict[str, Path] | None) -
     return {name: Path(given.get(name, root / name)) for name in names}
 
 
+def read_run(folder: Path) -> RunContext:
+    """The run document from the job's ``run`` input (written by the ``start`` step)."""
+    path = folder / RUN_FILE
+    try:
+        text = path.read_text()
+    except OSError as error:
+        raise RunError(f"no run document at {path}: {error}") from error
+    return RunContext.from_json(text)
+
+
 def run_processing(
     name: str,
-    run: RunContext,
     inputs: dict[str, Path] | None = None,
     outputs: dict[str, Path] | None = None,
 ) -> Any:
-    """Run processing step ``name``; missing folders default to SageMaker's paths."""
+    """Run processing step ``name``; missing folders default to SageMaker's paths.
+
+    The run comes from the step's ``run`` input like any other artifact, so the state
+    machine and the local runner hand it over the same way.
+    """
     definition = step(name)
     if definition.kind is not StepKind.PROCESSING or name not in STEPS:
         raise StepError(name, "not a processing step")
     input_dirs = folders(definition.artifact_inputs, INPUT_ROOT, inputs)
-    output_dirs = folders(definition.outputs_for(run.mode), OUTPUT_ROOT, outputs)
     for artifact, folder in input_dirs.items():
         if not folder.is_dir():
             raise StepError(name, f"input {artifact!r} is missing: no folder {folder}")
         unpack(folder)
+    run = read_run(input_dirs[RUN_ARTIFACT])
+    output_dirs = folders(definition.outputs_for(run.mode), OUTPUT_ROOT, outputs)
     for folder in output_dirs.values():
         folder.mkdir(parents=True, exist_ok=True)
     return STEPS[name](run, input_dirs, output_dirs)
@@ -95,14 +110,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Command line of ``training/pipeline_step.py``."""
     parser = argparse.ArgumentParser(description="run one processing step of the pipeline")
     parser.add_argument("step", choices=sorted(STEPS))
-    parser.add_argument("--run", required=True, help="run document as JSON, or @file")
     parser.add_argument("--input", type=_pair, action="append", default=[], metavar="NAME=DIR")
     parser.add_argument("--output", type=_pair, action="append", default=[], metavar="NAME=DIR")
     args = parser.parse_args(argv)
-    text = Path(args.run[1:]).read_text() if args.run.startswith("@") else args.run
     try:
-        run = RunContext.from_json(text)
-        summary = run_processing(args.step, run, dict(args.input), dict(args.output))
+        summary = run_processing(args.step, dict(args.input), dict(args.output))
     except (StepError, RunError) as error:
         reason = error.reason if isinstance(error, StepError) else str(error)
         print(FAILURE_MARKER + reason, file=sys.stderr)

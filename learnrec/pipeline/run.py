@@ -125,6 +125,8 @@ class RunRequest:
             raise RunError(f"unknown run request fields {unknown}; known: {sorted(known)}")
         raw = dict(data)
         try:
+            if "hyperparameters" in raw:
+                raw["hyperparameters"] = _hyperparameter_strings(raw["hyperparameters"])
             if "mode" in raw:
                 raw["mode"] = Mode(raw["mode"])
             if raw.get("window_end"):
@@ -142,12 +144,67 @@ class RunRequest:
             raise RunError(f"tolerance must be in [0, 1), got {self.tolerance}")
         if self.k < 1:
             raise RunError(f"k must be at least 1, got {self.k}")
-        from learnrec.pipeline.definition import PIPELINE
+        from learnrec.pipeline.definition import PIPELINE, StepKind
 
-        steps = {s.name for s in PIPELINE}
-        for name in self.hyperparameters:
+        steps = {s.name: s for s in PIPELINE}
+        for name, values in self.hyperparameters.items():
             if name not in steps:
                 raise RunError(f"hyperparameters for unknown step {name!r}")
+            if steps[name].kind is not StepKind.TRAINING:
+                training = [s.name for s in PIPELINE if s.kind is StepKind.TRAINING]
+                raise RunError(
+                    f"step {name!r} takes no hyperparameters; training steps: {training}"
+                )
+            _check_hyperparameters(steps[name], values)
+
+
+def _hyperparameter_strings(raw: Any) -> dict[str, dict[str, str]]:
+    """Overrides as SageMaker passes them, strings: numbers are written as text, anything
+    else (lists, objects, booleans, nulls) is refused rather than guessed at."""
+    if not isinstance(raw, Mapping):
+        raise ValueError("hyperparameters must be an object {step: {name: value}}")
+    out: dict[str, dict[str, str]] = {}
+    for step_name, values in raw.items():
+        if not isinstance(values, Mapping):
+            raise ValueError(f"hyperparameters of {step_name!r} must be an object")
+        out[str(step_name)] = {}
+        for key, value in values.items():
+            if isinstance(value, bool) or not isinstance(value, str | int | float):
+                raise ValueError(f"hyperparameter {step_name}.{key} must be a string or number")
+            out[str(step_name)][str(key)] = str(value)
+    return out
+
+
+def _check_hyperparameters(step: Any, values: Mapping[str, str]) -> None:
+    """What SageMaker's CreateTrainingJob accepts, checked before a run starts."""
+    from learnrec.pipeline.definition import (
+        FRAMEWORK_HYPERPARAMETERS,
+        MAX_HYPERPARAMETER_KEY,
+        MAX_HYPERPARAMETER_VALUE,
+        MAX_HYPERPARAMETERS,
+    )
+
+    fixed = set(FRAMEWORK_HYPERPARAMETERS) | set(step.run_hyperparameters)
+    for key, value in values.items():
+        if not isinstance(value, str):
+            raise RunError(f"hyperparameter {step.name}.{key} must be a string")
+        if key in fixed:
+            raise RunError(f"hyperparameter {step.name}.{key} is set by the pipeline itself")
+        if not 1 <= len(key) <= MAX_HYPERPARAMETER_KEY:
+            raise RunError(
+                f"hyperparameter names have 1 to {MAX_HYPERPARAMETER_KEY} characters: {key!r}"
+            )
+        if len(value) > MAX_HYPERPARAMETER_VALUE:
+            raise RunError(
+                f"hyperparameter {step.name}.{key} is longer than "
+                f"{MAX_HYPERPARAMETER_VALUE} characters"
+            )
+    total = len(set(dict(step.hyperparameters)) | set(values) | fixed)
+    if total > MAX_HYPERPARAMETERS:
+        raise RunError(
+            f"{step.name} would get {total} hyperparameters; SageMaker takes at most "
+            f"{MAX_HYPERPARAMETERS}"
+        )
 
 
 def new_run(

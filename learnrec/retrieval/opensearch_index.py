@@ -23,22 +23,77 @@ from typing import Any
 
 import numpy as np
 from opensearchpy import OpenSearch
-from opensearchpy.exceptions import ImproperlyConfigured, NotFoundError, OpenSearchException
+from opensearchpy.exceptions import (
+    ImproperlyConfigured,
+    NotFoundError,
+    OpenSearchException,
+    RequestError,
+)
 
 from learnrec.retrieval.index import IndexedItem, ItemFilter, SearchHit, VectorIndexError
 
 __all__ = [
+    "BULK_TIMEOUT_S",
+    "QUERY_TIMEOUT_S",
     "BulkIndexError",
     "OpenSearchIndex",
     "inner_product_from_score",
     "knn_filter",
+    "open_index",
+    "signed_client",
 ]
+
+# A query must degrade the response rather than time out the request; loading a
+# version's index sends _bulk chunks of 500 vectors, which a busy domain takes longer on.
+QUERY_TIMEOUT_S = 2.0
+BULK_TIMEOUT_S = 60.0
 
 # OpenSearch index names: lowercase, none of \ / * ? " < > | , # : or space, not starting
 # with _ - +, not "." or "..", at most 255 bytes.
 _FORBIDDEN = re.compile(r'[\\/*?"<>|,#:\s]')
 _MAX_NAME_BYTES = 255
 _CLIENT_ERRORS = (OpenSearchException, ImproperlyConfigured)
+
+
+def signed_client(
+    endpoint: str,
+    region: str | None = None,
+    *,
+    timeout: float = QUERY_TIMEOUT_S,
+    max_retries: int = 1,
+) -> OpenSearch:
+    """A client for an Amazon OpenSearch Service domain, signing with the caller's IAM
+    role (SigV4, service ``es``): the API, the pipeline function and the jobs alike."""
+    import boto3
+    from opensearchpy import AWSV4SignerAuth, RequestsHttpConnection
+
+    session = boto3.Session()
+    auth = AWSV4SignerAuth(session.get_credentials(), region or session.region_name, "es")
+    host = endpoint.removeprefix("https://").rstrip("/")
+    return OpenSearch(
+        hosts=[{"host": host, "port": 443}],
+        http_auth=auth,
+        use_ssl=True,
+        verify_certs=True,
+        connection_class=RequestsHttpConnection,
+        timeout=timeout,
+        max_retries=max_retries,
+    )
+
+
+def open_index(
+    endpoint: str | None,
+    alias: str,
+    client: OpenSearch | None = None,
+    *,
+    timeout: float = QUERY_TIMEOUT_S,
+) -> OpenSearchIndex:
+    """The index behind ``alias``, through ``client`` or a signed client for ``endpoint``."""
+    if client is None:
+        if not endpoint:
+            raise VectorIndexError("VECTOR_INDEX=opensearch needs OPENSEARCH_ENDPOINT")
+        client = signed_client(endpoint, timeout=timeout)
+    return OpenSearchIndex(client, alias)
 
 
 class BulkIndexError(VectorIndexError):
@@ -191,13 +246,21 @@ class OpenSearchIndex:
             },
         }
 
-    def create_version_index(self, version: str, dimension: int) -> str:
-        """Create the (empty) index of ``version``; returns its name."""
+    def create_version_index(self, version: str, dimension: int, exist_ok: bool = False) -> str:
+        """Create the (empty) index of ``version``; returns its name.
+
+        ``exist_ok``: an index of that name already there is kept (a retried build of the
+        same version, whose bulk load then overwrites the same documents by id).
+        """
         name = self.index_name(version)
         body = self.index_body(dimension)
-        self._call(
-            f"create index {name}", lambda: self.client.indices.create(index=name, body=body)
-        )
+        try:
+            self.client.indices.create(index=name, body=body)
+        except RequestError as exc:
+            if not (exist_ok and exc.error == "resource_already_exists_exception"):
+                raise VectorIndexError(f"OpenSearch create index {name} failed: {exc}") from exc
+        except _CLIENT_ERRORS as exc:
+            raise VectorIndexError(f"OpenSearch create index {name} failed: {exc}") from exc
         return name
 
     def bulk_load(self, version: str, items: Sequence[IndexedItem], chunk: int = 500) -> int:

@@ -24,6 +24,14 @@ from learnrec.events.experiments import Experiment, PinnedModels, new_recommenda
 from learnrec.events.producer import MAX_RECORDS_PER_CALL, KinesisEventSink
 from learnrec.events.records import MAX_EVENT_BYTES, Rejection, derive_event_id, validate_event
 from learnrec.identity import UserIdHasher
+from learnrec.pipeline.lifecycle import (
+    AliasSwap,
+    IndexAliasError,
+    LifecycleError,
+    UnknownVersionError,
+    activate,
+    go_back,
+)
 from learnrec.schemas import ContentItem, Event, FieldError, Learner
 from learnrec.serving.auth import (
     AuthError,
@@ -33,7 +41,7 @@ from learnrec.serving.auth import (
     authorize_events,
     authorize_learner,
 )
-from learnrec.serving.model_store import ActiveModel, ModelStore, ModelStoreError, promote, rollback
+from learnrec.serving.model_store import ActiveModel, ModelStore
 from learnrec.serving.recommender import HistoryItem, Recommender, RecommendOptions
 from learnrec.storage import CatalogStore
 
@@ -55,6 +63,8 @@ class ServingContext:
     metrics: Callable[[str, float, str], None] = lambda name, value, unit: None
     experiment: Experiment | None = None
     pinned: PinnedModels | None = None
+    # Moves the OpenSearch alias with the pointer on promote/rollback; None with faiss.
+    index_alias: AliasSwap | None = None
     _hasher: UserIdHasher | None = field(default=None, init=False, repr=False)
 
     def user_key(self, user_id: str) -> str:
@@ -385,20 +395,28 @@ def create_app(context_factory: Callable[[], ServingContext]) -> FastAPI:
 
     @app.post("/admin/models/{version}/promote", response_model=VersionsOut)
     def promote_model(version: str, ctx: Ctx, caller: Caller) -> VersionsOut:
+        """Make ``version`` active: the OpenSearch alias (if used), then the pointer."""
         authorize_admin(caller)
-        try:
-            promote(ctx.models, version)
-        except ModelStoreError as error:
-            raise HTTPException(404, str(error)) from None
+        _lifecycle(lambda: activate(ctx.models, version, ctx.index_alias), missing=404)
         return list_models(ctx, caller)
 
     @app.post("/admin/models/rollback", response_model=VersionsOut)
     def rollback_model(ctx: Ctx, caller: Caller) -> VersionsOut:
         authorize_admin(caller)
-        try:
-            rollback(ctx.models)
-        except ModelStoreError as error:
-            raise HTTPException(409, str(error)) from None
+        _lifecycle(lambda: go_back(ctx.models, ctx.index_alias), missing=409)
         return list_models(ctx, caller)
 
     return app
+
+
+def _lifecycle(change: Callable[[], object], missing: int) -> None:
+    """Run a promote/rollback; nothing moved when it raises. An index service that
+    cannot move its alias is a 503 (try again), not the caller's mistake."""
+    try:
+        change()
+    except UnknownVersionError as error:
+        raise HTTPException(missing, str(error)) from None
+    except IndexAliasError as error:
+        raise HTTPException(503, str(error)) from None
+    except LifecycleError as error:
+        raise HTTPException(409, str(error)) from None

@@ -13,6 +13,7 @@ from learnrec.config import Settings, get_settings
 from learnrec.events.experiments import Experiment, PinnedModels
 from learnrec.events.producer import KinesisEventSink
 from learnrec.identity import user_id_hash_key
+from learnrec.pipeline.lifecycle import alias_swap
 from learnrec.retrieval.index import VectorIndex
 from learnrec.serving.api import ServingContext
 from learnrec.serving.auth import TokenVerifier
@@ -25,21 +26,9 @@ from learnrec.storage.url import database_url
 
 def opensearch_client(endpoint: str, region: str | None = None) -> Any:
     """An OpenSearch client signing requests with the function's IAM role (SigV4)."""
-    import boto3
-    from opensearchpy import AWSV4SignerAuth, OpenSearch, RequestsHttpConnection
+    from learnrec.retrieval.opensearch_index import signed_client  # only when used
 
-    session = boto3.Session()
-    auth = AWSV4SignerAuth(session.get_credentials(), region or session.region_name, "es")
-    host = endpoint.removeprefix("https://").rstrip("/")
-    return OpenSearch(
-        hosts=[{"host": host, "port": 443}],
-        http_auth=auth,
-        use_ssl=True,
-        verify_certs=True,
-        connection_class=RequestsHttpConnection,
-        timeout=2,  # a slow index must degrade the response, not time out the request
-        max_retries=1,
-    )
+    return signed_client(endpoint, region)  # short timeout: a slow index degrades
 
 
 def load_recommender(directory: Path, settings: Settings | None = None) -> Recommender:
@@ -87,4 +76,5 @@ def build_context(settings: Settings | None = None) -> ServingContext:
         hash_key=key,
         experiment=experiment,
         pinned=pinned,
+        index_alias=alias_swap(settings),
     )

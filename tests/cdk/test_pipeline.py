@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from learnrec.pipeline.definition import PIPELINE, Mode, StepKind
+from learnrec.pipeline.definition import PIPELINE, Mode, StepKind, processing_arguments
 
 from .conftest import Synthesized
 
@@ -79,8 +79,8 @@ def test_each_step_kind_uses_its_integration(prod: Synthesized) -> None:
         elif step.kind is StepKind.PROCESSING:
             assert resource.endswith(":states:::sagemaker:createProcessingJob.sync")
             params = state["Parameters"]
-            arguments = params["AppSpecification"]["ContainerArguments.$"]
-            assert f"'{step.entry_point}', '{step.name}', '--run'" in arguments
+            # Fixed arguments: the run document is an input, never an argument.
+            assert params["AppSpecification"]["ContainerArguments"] == processing_arguments(step)
             inputs = [i["InputName"] for i in params["ProcessingInputs"]]
             assert inputs == ["code", *step.artifact_inputs]
             outputs = [o["OutputName"] for o in params["ProcessingOutputConfig"]["Outputs"]]
@@ -91,6 +91,9 @@ def test_each_step_kind_uses_its_integration(prod: Synthesized) -> None:
             assert resource == "REF"
             assert state["Parameters"] == {"step": step.name, "run.$": "$.run"}
             assert state["ResultPath"] == f"$.results.{step.name}"
+        # Every answer goes to its own place: a job's Describe output must not replace
+        # the state (a missing ResultPath is "$", the whole state).
+        assert state["ResultPath"] == f"$.results.{step.name}", step.name
         assert any(c["Next"] == "run failed" for c in state.get("Catch", [])), step.name
 
 
@@ -117,3 +120,70 @@ def test_state_machine_logs_and_traces(prod: Synthesized) -> None:
     assert props["StateMachineName"] == prod.config.names.state_machine
     assert props["LoggingConfiguration"]["Level"] == "ALL"
     assert props["TracingConfiguration"] == {"Enabled": True}
+
+
+def test_the_model_registry_group_is_part_of_the_stack(each_stage: Synthesized) -> None:
+    groups = list(each_stage.resources("AWS::SageMaker::ModelPackageGroup").values())
+    assert len(groups) == 1
+    name = each_stage.config.names.model_package_group
+    assert groups[0]["Properties"]["ModelPackageGroupName"] == name
+
+
+def _statements(synth: Synthesized, role_part: str) -> list[dict[str, Any]]:
+    roles = [k for k in synth.resources("AWS::IAM::Role") if role_part in k]
+    assert len(roles) == 1, roles
+    return [
+        statement
+        for policy in synth.resources("AWS::IAM::Policy").values()
+        if {"Ref": roles[0]} in policy["Properties"]["Roles"]
+        for statement in policy["Properties"]["PolicyDocument"]["Statement"]
+    ]
+
+
+def _actions(statement: dict[str, Any]) -> set[str]:
+    action = statement["Action"]
+    return set(action if isinstance(action, list) else [action])
+
+
+def test_the_pipeline_function_may_do_what_register_and_promote_do(prod: Synthesized) -> None:
+    statements = _statements(prod, "RetrainPipelineRole")
+    by_action: dict[str, list[str]] = {}
+    for statement in statements:
+        for action in _actions(statement):
+            by_action.setdefault(action, []).append(json.dumps(statement["Resource"]))
+    # start writes run/, register version/, promote active/ under pipeline/<run id>/.
+    assert any("/pipeline/*" in r for r in by_action["s3:PutObject"])
+    group = prod.config.names.model_package_group
+    assert any(f"model-package/{group}/*" in r for r in by_action["sagemaker:UpdateModelPackage"])
+    assert any(f"model-package/{group}/*" in r for r in by_action["sagemaker:CreateModelPackage"])
+    # The group is the stack's: nothing creates it at run time.
+    assert "sagemaker:CreateModelPackageGroup" not in by_action
+    # promote moves the serving alias: read it, swap it; nothing else in OpenSearch.
+    es = {a: r for a, r in by_action.items() if a.startswith("es:")}
+    assert set(es) == {"es:ESHttpGet", "es:ESHttpPost"}
+    assert all("/_alias/learnrec-items" in r for r in es["es:ESHttpGet"])
+    assert all("/_aliases" in r for r in es["es:ESHttpPost"])
+
+
+def test_jobs_and_the_pipeline_function_fill_and_move_the_opensearch_index(
+    prod: Synthesized,
+) -> None:
+    functions = prod.resources("AWS::Lambda::Function").values()
+    pipeline = next(
+        f["Properties"]
+        for f in functions
+        if f["Properties"].get("FunctionName") == prod.config.names.pipeline_function
+    )
+    env = pipeline["Environment"]["Variables"]
+    assert env["VECTOR_INDEX"] == "opensearch"
+    assert env["OPENSEARCH_ALIAS"] == prod.config.names.opensearch_alias
+    assert env["OPENSEARCH_ENDPOINT"]
+    states = definition(prod)["States"]
+    for step in PIPELINE:
+        if step.kind is not StepKind.FUNCTION:
+            job_env = states[step.name]["Parameters"]["Environment"]
+            assert job_env["VECTOR_INDEX"] == "opensearch", step.name
+            assert job_env["OPENSEARCH_ALIAS"] == prod.config.names.opensearch_alias
+    api = _statements(prod, "ServingApiRole")
+    swaps = [s for s in api if "es:ESHttpPost" in _actions(s) and "_aliases" in json.dumps(s)]
+    assert swaps  # promote/rollback through the API move the alias too

@@ -12,9 +12,12 @@ from typing import Any
 
 import boto3
 import pytest
+from unit.opensearch_recorder import FakeCluster, make_client
 
 from functional.serving_harness import STREAM, Api
+from learnrec.config import Settings
 from learnrec.data.dataset import Dataset
+from learnrec.pipeline.lifecycle import alias_swap
 from learnrec.retrieval.index import VectorIndexError
 from learnrec.serving.auth import generate_key_pair, issue_token
 
@@ -231,6 +234,32 @@ def test_model_versions_promote_and_rollback(api: Api) -> None:
     assert api.call("POST", "/admin/models/v2/promote", token=admin)[1]["active"] == "v2"
     assert api.call("POST", "/admin/models/rollback", token=admin)[1]["active"] == "v1"
     assert api.call("POST", "/admin/models/v9/promote", token=admin)[0] == 404
+
+
+def test_promote_and_rollback_move_the_opensearch_alias_with_the_pointer(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    alias = "learnrec-items"
+    cluster = FakeCluster(aliases={alias: {f"{alias}-v1"}})
+    for version in ("v1", "v2"):
+        cluster.indices[f"{alias}-{version}"], cluster.docs[f"{alias}-{version}"] = {}, {}
+    settings = Settings(vector_index="opensearch", opensearch_endpoint="https://search.test")
+    monkeypatch.setattr(api.context, "index_alias", alias_swap(settings, make_client(cluster)))
+    admin = api.token("ops", "admin")
+    assert api.call("POST", "/admin/models/v2/promote", token=admin)[1]["active"] == "v2"
+    assert cluster.aliases == {alias: {f"{alias}-v2"}}
+    assert [(r.method, r.path) for r in cluster.requests] == [
+        ("GET", f"/_alias/{alias}"),
+        ("POST", "/_aliases"),
+    ]
+    assert api.call("POST", "/admin/models/rollback", token=admin)[1]["active"] == "v1"
+    assert cluster.aliases == {alias: {f"{alias}-v1"}}
+    # The index service down: a 503 that says so, and both stay on v1.
+    cluster.down = True
+    status, body = api.call("POST", "/admin/models/v2/promote", token=admin)
+    assert status == 503 and "OpenSearch alias" in body["detail"]
+    assert api.call("GET", "/admin/models", token=admin)[1]["active"] == "v1"
+    assert cluster.aliases == {alias: {f"{alias}-v1"}}
 
 
 def test_erasure_removes_profile_and_history(api: Api) -> None:

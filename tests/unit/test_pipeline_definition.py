@@ -9,9 +9,12 @@ import pytest
 from learnrec.pipeline.definition import (
     EXTERNAL_INPUTS,
     PIPELINE,
+    RUN_ARTIFACT,
+    START_OUTPUTS,
     Mode,
     StepKind,
     job_name,
+    processing_arguments,
     step,
     steps_for,
 )
@@ -35,7 +38,7 @@ def test_the_steps_and_their_order_are_the_contract() -> None:
 
 @pytest.mark.parametrize("mode", list(Mode))
 def test_every_input_is_made_by_an_earlier_step(mode: Mode) -> None:
-    available = set(EXTERNAL_INPUTS)
+    available = set(EXTERNAL_INPUTS) | set(START_OUTPUTS)
     for current in steps_for(mode):
         missing = set(current.inputs) - available
         assert not missing, f"{mode}: {current.name} needs {missing} before anyone makes it"
@@ -49,6 +52,19 @@ def test_training_steps_feed_channels_from_their_inputs() -> None:
             assert {c.artifact for c in current.channels} <= set(current.inputs)
         else:
             assert not current.channels
+
+
+def test_processing_jobs_get_the_run_as_an_input_not_an_argument() -> None:
+    for current in PIPELINE:
+        if current.kind is StepKind.PROCESSING:
+            assert current.artifact_inputs[0] == RUN_ARTIFACT
+            arguments = processing_arguments(current)
+            assert arguments == [current.entry_point, current.name]
+            assert all(len(argument) <= 256 for argument in arguments)
+        else:
+            assert RUN_ARTIFACT not in current.inputs
+            with pytest.raises(ValueError, match="not a processing step"):
+                processing_arguments(current)
 
 
 def test_job_names_fit_sagemaker() -> None:
@@ -95,6 +111,21 @@ def test_hyperparameters_merge_defaults_overrides_and_run_fields() -> None:
         ({"window_days": 0}, "window_days must be positive"),
         ({"hyperparameters": {"train": {}}}, "unknown step 'train'"),
         ({"windowdays": 3}, "unknown run request fields"),
+        ({"hyperparameters": {"evaluate": {"k": "5"}}}, "'evaluate' takes no hyperparameters"),
+        ({"hyperparameters": {"train_ranking": {"version": "x"}}}, "set by the pipeline"),
+        (
+            {"hyperparameters": {"train_ranking": {"sagemaker_program": "x.py"}}},
+            "set by the pipeline",
+        ),
+        ({"hyperparameters": {"train_ranking": {"k" * 257: "1"}}}, "1 to 256 characters"),
+        ({"hyperparameters": {"train_ranking": {"notes": "x" * 2501}}}, "longer than 2500"),
+        (
+            {"hyperparameters": {"train_ranking": {f"h{i}": "1" for i in range(95)}}},
+            "at most 100",
+        ),
+        ({"hyperparameters": {"train_ranking": {"depth": [3]}}}, "a string or number"),
+        ({"hyperparameters": {"train_ranking": {"early": True}}}, "a string or number"),
+        ({"hyperparameters": ["train_ranking"]}, "must be an object"),
     ],
 )
 def test_bad_run_requests_are_refused_with_a_reason(
@@ -112,3 +143,10 @@ def test_a_failed_child_is_explained_by_its_own_reason_or_its_last_error() -> No
         "training job exited with code 2: "
         "train.py: error: argument --epochs: invalid int value: 'x'"
     )
+
+
+def test_numeric_hyperparameters_become_the_strings_sagemaker_takes() -> None:
+    request = RunRequest.from_json(
+        {"hyperparameters": {"train_retrieval": {"epochs": 3, "learning-rate": 0.05}}}
+    )
+    assert request.hyperparameters == {"train_retrieval": {"epochs": "3", "learning-rate": "0.05"}}
