@@ -34,6 +34,7 @@ from learnrec.serving.auth import (
     authorize_learner,
 )
 from learnrec.serving.model_store import ActiveModel, ModelStore, ModelStoreError, promote, rollback
+from learnrec.serving.readiness import ContextLoader, NotReadyError
 from learnrec.serving.recommender import HistoryItem, Recommender, RecommendOptions
 from learnrec.storage import CatalogStore
 
@@ -142,14 +143,18 @@ class VersionsOut(BaseModel):
 
 
 def create_app(context_factory: Callable[[], ServingContext]) -> FastAPI:
-    """Build the app; ``context_factory`` runs once, at the first request."""
+    """Build the app; ``context_factory`` runs at the first request, until it succeeds.
+
+    A factory that fails (a stage whose secrets are not filled yet, a database that is
+    down) makes every route answer 503 with ``Retry-After``; it is tried again after a
+    bounded back-off (``app.state.context_loader``), never per request.
+    """
     app = FastAPI(title="learnrec", version="0.1.0", docs_url="/docs")
-    holder: dict[str, ServingContext] = {}
+    loader = ContextLoader(context_factory)
+    app.state.context_loader = loader
 
     def context() -> ServingContext:
-        if "ctx" not in holder:
-            holder["ctx"] = context_factory()
-        return holder["ctx"]
+        return loader.get()
 
     def principal(
         ctx: Annotated[ServingContext, Depends(context)],
@@ -171,6 +176,19 @@ def create_app(context_factory: Callable[[], ServingContext]) -> FastAPI:
             },
             status_code=error.status,
             headers=headers,
+        )
+
+    @app.exception_handler(NotReadyError)
+    async def _not_ready(_: Request, error: NotReadyError) -> JSONResponse:
+        return JSONResponse(
+            {
+                "error": "service unavailable",
+                "detail": error.detail,
+                "status": "not ready",
+                "not_ready": {p.dependency: p.message for p in error.problems},
+            },
+            status_code=503,
+            headers={"Retry-After": str(loader.retry_after_s())},
         )
 
     @app.exception_handler(RequestValidationError)
