@@ -43,6 +43,7 @@ def _smoke(args: argparse.Namespace) -> int:
         audience=args.audience,
         mode=args.mode,
         wait=args.wait,
+        accept_failed_execution=args.accept_failed_execution,
         event_timeout_s=args.event_timeout,
         execution_timeout_s=args.execution_timeout,
     )
@@ -90,6 +91,12 @@ def add_deploy_commands(subparsers: argparse._SubParsersAction[argparse.Argument
     smoke.add_argument("--mode", choices=["ranking", "full"], default="ranking")
     smoke.add_argument(
         "--wait", action="store_true", help="wait for the retraining execution to end"
+    )
+    smoke.add_argument(
+        "--accept-failed-execution",
+        action="store_true",
+        help="pass a started execution that failed (the local AWS runs no Lambda code or "
+        "SageMaker jobs)",
     )
     smoke.add_argument("--event-timeout", type=float, default=120.0, help="seconds")
     smoke.add_argument("--execution-timeout", type=float, default=10800.0, help="seconds")
