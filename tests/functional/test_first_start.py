@@ -255,3 +255,16 @@ def test_the_cli_reports_and_fails_on_a_stage_that_was_never_deployed(
 
     assert main(["deploy", "bootstrap", "--stage", f"t{uuid.uuid4().hex[:10]}"]) == 2
     assert "deploy the stage's stack first" in capsys.readouterr().err
+
+
+def test_an_unreadable_key_secret_is_named_without_its_error(
+    fresh_stage: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("JWT_SECRET_ID", "learnrec/nowhere/jwt")
+    status, _, body = fresh_stage.call("GET", "/health")
+    assert status == 503
+    assert body["not_ready"] == {
+        "jwt_keys": "the JWT key secret cannot be read: check JWT_SECRET_ID and that the API "
+        "function may read it"
+    }
+    assert "ResourceNotFound" not in json.dumps(body)
