@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 from learnrec.stages import STAGES
@@ -26,9 +25,7 @@ def _bootstrap(args: argparse.Namespace) -> int:
         rotate=args.rotate,
         private_key_out=args.private_key_out,
     )
-    print(format_report(report))
-    if args.json:
-        print(json.dumps(report.as_dict()), file=sys.stderr)
+    print(json.dumps(report.as_dict(), indent=2) if args.json else format_report(report))
     return 0 if report.ok else 1
 
 
@@ -77,7 +74,7 @@ def add_deploy_commands(subparsers: argparse._SubParsersAction[argparse.Argument
         default=None,
         help="where a generated private key goes (default: ~/.config/learnrec/)",
     )
-    boot.add_argument("--json", action="store_true", help="also print the report as JSON")
+    boot.add_argument("--json", action="store_true", help="print the report as JSON")
     boot.set_defaults(func=_bootstrap)
 
     smoke = deploy.add_parser("smoke", help="check a deployment the way a user would")

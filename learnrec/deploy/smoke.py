@@ -264,7 +264,10 @@ class Smoke:
         try:
             account = session.client("sts").get_caller_identity()["Account"]
             names = ResourceNames(self.options.stage, account, region)
-            machine = f"arn:aws:states:{region}:{account}:stateMachine:{names.state_machine}"
+            partition = session.get_partition_for_region(region)
+            machine = (
+                f"arn:{partition}:states:{region}:{account}:stateMachine:{names.state_machine}"
+            )
             sfn = session.client("stepfunctions")
             stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
             started = sfn.start_execution(

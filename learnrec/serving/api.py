@@ -18,6 +18,8 @@ from fastapi import Depends, FastAPI, Header, HTTPException, Path, Query, Reques
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
+from sqlalchemy import text
+from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from learnrec.events.experiments import Experiment, PinnedModels, new_recommendation_id
@@ -39,6 +41,7 @@ from learnrec.serving.recommender import HistoryItem, Recommender, RecommendOpti
 from learnrec.storage import CatalogStore
 
 MAX_K = 100
+DATABASE_RETRY_AFTER_S = 5
 # A full batch of the largest events, with room for the list's brackets and commas.
 MAX_BODY_BYTES = MAX_RECORDS_PER_CALL * (MAX_EVENT_BYTES + 2)
 
@@ -191,6 +194,21 @@ def create_app(context_factory: Callable[[], ServingContext]) -> FastAPI:
             headers={"Retry-After": str(loader.retry_after_s())},
         )
 
+    # The database went away after start-up: the same 503 as a database not there at start.
+    @app.exception_handler(OperationalError)
+    async def _database_down(_: Request, error: OperationalError) -> JSONResponse:
+        message = "the database cannot be reached; retrying"
+        return JSONResponse(
+            {
+                "error": "service unavailable",
+                "detail": message,
+                "status": "not ready",
+                "not_ready": {"database": message},
+            },
+            status_code=503,
+            headers={"Retry-After": str(DATABASE_RETRY_AFTER_S)},
+        )
+
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, error: RequestValidationError) -> JSONResponse:
         fields = [
@@ -216,6 +234,8 @@ def create_app(context_factory: Callable[[], ServingContext]) -> FastAPI:
 
     @app.get("/health")
     def health(ctx: Ctx) -> dict[str, Any]:
+        with ctx.store.engine.connect() as connection:  # down: the 503 handler says so
+            connection.execute(text("SELECT 1"))
         ctx.model.get()
         return {
             "status": "ok" if ctx.model.version else "degraded",

@@ -17,7 +17,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import text
+from sqlalchemy import make_url, text
 
 from learnrec.config import Settings, get_settings
 from learnrec.events.experiments import Experiment, PinnedModels
@@ -119,6 +119,16 @@ def _hash_key(settings: Settings) -> bytes | Unready:
     return Unready("user_id_hash_key", message)
 
 
+DB_CONNECT_TIMEOUT_S = 5
+"""An unreachable database must answer 503 within the function's timeout, not hang it."""
+
+
+def _connect_args(url: str) -> dict[str, Any]:
+    if make_url(url).get_backend_name() != "postgresql":
+        return {}
+    return {"connect_args": {"connect_timeout": DB_CONNECT_TIMEOUT_S}}
+
+
 def _reachable_store(settings: Settings) -> CatalogStore | Unready:
     try:
         url = database_url(settings)
@@ -128,7 +138,7 @@ def _reachable_store(settings: Settings) -> CatalogStore | Unready:
             "the database secret cannot be read: check DATABASE_SECRET_ARN and that the "
             "API function may read it",
         )
-    engine = make_engine(url)
+    engine = make_engine(url, **_connect_args(url))
     try:
         with engine.connect() as connection:
             connection.execute(text("SELECT 1"))

@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib.util
 import itertools
 import json
+import shutil
 import stat
 import uuid
 from collections.abc import Iterator
@@ -83,7 +84,7 @@ def fresh_stage(
         EMPTY_JWT_SECRET
     )
     for name, value in {
-        "DATABASE_URL": f"sqlite:///{tmp_path / 'learnrec.db'}",
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'db' / 'learnrec.db'}",
         "MODEL_STORE": aws_names.model_store_url,
         "JWT_SECRET_ID": _arn(local_env, aws_names.jwt_secret),
         "USER_ID_HASH_SECRET_ID": _arn(local_env, aws_names.user_id_hash_secret),
@@ -94,6 +95,7 @@ def fresh_stage(
         monkeypatch.setenv(name, value)
     for name in ("USER_ID_HASH_KEY", "JWT_JWKS", "JWT_PUBLIC_KEY", "JWT_ISSUER", "JWT_AUDIENCE"):
         monkeypatch.delenv(name, raising=False)
+    (tmp_path / "db").mkdir()
     get_settings.cache_clear()
     try:
         yield Api(_load_handler_module(), FakeClock())
@@ -149,6 +151,16 @@ def test_a_fresh_stage_answers_503_until_bootstrap_then_serves(
     status, _, body = api.call("GET", "/recommend/u1", token)
     assert status == 200, body
     assert api.loader.attempts == 2
+
+    # The database goes away after start-up: 503 with the same key, not a 500.
+    served = api.loader.loaded
+    assert served is not None
+    served.store.engine.dispose()
+    shutil.rmtree(tmp_path / "db")
+    for path in ("/health", "/recommend/u1"):
+        status, headers, body = api.call("GET", path, token)
+        assert status == 503 and headers["retry-after"] == "5", body
+        assert body["not_ready"] == {"database": "the database cannot be reached; retrying"}
 
 
 def test_the_build_is_retried_on_a_growing_bounded_schedule() -> None:
