@@ -8,6 +8,7 @@ swap any of them. Errors are JSON ``{"error": ..., "detail": ...}``; never a sta
 """
 
 import json
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -40,6 +41,7 @@ from learnrec.serving.readiness import ContextLoader, NotReadyError
 from learnrec.serving.recommender import HistoryItem, Recommender, RecommendOptions
 from learnrec.storage import CatalogStore
 
+logger = logging.getLogger("learnrec.serving")
 MAX_K = 100
 DATABASE_RETRY_AFTER_S = 5
 # A full batch of the largest events, with room for the list's brackets and commas.
@@ -197,6 +199,7 @@ def create_app(context_factory: Callable[[], ServingContext]) -> FastAPI:
     # The database went away after start-up: the same 503 as a database not there at start.
     @app.exception_handler(OperationalError)
     async def _database_down(_: Request, error: OperationalError) -> JSONResponse:
+        logger.warning("database unavailable: %s", error.orig or error)
         message = "the database cannot be reached; retrying"
         return JSONResponse(
             {

@@ -280,3 +280,25 @@ def test_an_unreadable_key_secret_is_named_without_its_error(
         "function may read it"
     }
     assert "ResourceNotFound" not in json.dumps(body)
+
+
+def test_bootstrap_takes_an_identity_providers_jwks_and_writes_no_private_key(
+    aws_names: ResourceNames, local_env: LocalAws, tmp_path: Path
+) -> None:
+    from learnrec.serving.auth import TokenVerifier, generate_key_pair, public_jwks
+
+    _, public_pem = generate_key_pair()
+    jwks_file = tmp_path / "idp.json"
+    jwks_file.write_text(json.dumps(public_jwks(public_pem, kid="idp-2026")))
+    report = bootstrap(aws_names.stage, boto3.Session(), jwks_file=jwks_file)
+    assert report.actions[0].outcome == "created" and report.private_key_file is None
+    secret = local_env.client("secretsmanager").get_secret_value(SecretId=aws_names.jwt_secret)
+    verifier = TokenVerifier.from_secret(
+        aws_names.jwt_secret, client=local_env.client("secretsmanager")
+    )
+    assert verifier.key_ids == {"idp-2026"}
+    assert "idp-2026" in secret["SecretString"]
+    # The same file again changes nothing, without --rotate.
+    assert bootstrap(aws_names.stage, boto3.Session(), jwks_file=jwks_file).actions[0].outcome == (
+        "kept"
+    )
