@@ -15,6 +15,7 @@ from learnrec.benchmark.load import add_load_command
 from learnrec.benchmark.package import add_package_command
 from learnrec.benchmark.serving import add_serving_command
 from learnrec.data.importers import DataFormatError
+from learnrec.deploy.cli import add_deploy_commands
 from learnrec.events.report_cli import add_report_commands
 from learnrec.local.cli import add_local_commands
 from learnrec.pipeline.cli import add_models_commands, add_pipeline_commands
@@ -109,6 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_pipeline_commands(commands)
     add_models_commands(commands)
     add_local_commands(commands)
+    add_deploy_commands(commands)
     add_docs_command(commands)
 
     bench = commands.add_parser("benchmark", help="measure").add_subparsers(

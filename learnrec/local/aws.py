@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from learnrec.stages import LOCAL_REGION, ResourceNames
+from learnrec.stages import EMPTY_JWT_SECRET, LOCAL_REGION, ResourceNames
 
 HOST = "127.0.0.1"
 # Another port lets two checkouts run their suites side by side without sharing a server.
@@ -158,6 +158,8 @@ def local_environment() -> Iterator[None]:
 def create_resources(aws: LocalAws, names: ResourceNames, shards: int = 1) -> dict[str, str]:
     """The stage's bucket, stream, dead-letter queue, secrets and model package group.
 
+    The JWT secret starts with an empty key set, as in a fresh deployment.
+
     Idempotent: an existing resource is kept as it is, so a second ``make demo`` finds
     its data again.
     """
@@ -175,6 +177,9 @@ def create_resources(aws: LocalAws, names: ResourceNames, shards: int = 1) -> di
     existing = {s["Name"] for s in secrets.list_secrets().get("SecretList", [])}
     if names.user_id_hash_secret not in existing:
         secrets.create_secret(Name=names.user_id_hash_secret, SecretString=os.urandom(32).hex())
+    if names.jwt_secret not in existing:
+        # As the stack creates it: no keys until `learnrec deploy bootstrap` adds some.
+        secrets.create_secret(Name=names.jwt_secret, SecretString=EMPTY_JWT_SECRET)
     sagemaker = aws.client("sagemaker")
     groups = sagemaker.list_model_package_groups().get("ModelPackageGroupSummaryList", [])
     if names.model_package_group not in {g["ModelPackageGroupName"] for g in groups}:
@@ -184,5 +189,6 @@ def create_resources(aws: LocalAws, names: ResourceNames, shards: int = 1) -> di
         "stream": names.events_stream,
         "dead_letter_queue_url": queue_url,
         "user_id_hash_secret": names.user_id_hash_secret,
+        "jwt_secret": names.jwt_secret,
         "model_package_group": names.model_package_group,
     }

@@ -8,6 +8,7 @@ swap any of them. Errors are JSON ``{"error": ..., "detail": ...}``; never a sta
 """
 
 import json
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -18,6 +19,8 @@ from fastapi import Depends, FastAPI, Header, HTTPException, Path, Query, Reques
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
+from sqlalchemy import text
+from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from learnrec.events.experiments import Experiment, PinnedModels, new_recommendation_id
@@ -42,10 +45,13 @@ from learnrec.serving.auth import (
     authorize_learner,
 )
 from learnrec.serving.model_store import ActiveModel, ModelStore
+from learnrec.serving.readiness import ContextLoader, NotReadyError
 from learnrec.serving.recommender import HistoryItem, Recommender, RecommendOptions
 from learnrec.storage import CatalogStore
 
+logger = logging.getLogger("learnrec.serving")
 MAX_K = 100
+DATABASE_RETRY_AFTER_S = 5
 # A full batch of the largest events, with room for the list's brackets and commas.
 MAX_BODY_BYTES = MAX_RECORDS_PER_CALL * (MAX_EVENT_BYTES + 2)
 
@@ -152,14 +158,18 @@ class VersionsOut(BaseModel):
 
 
 def create_app(context_factory: Callable[[], ServingContext]) -> FastAPI:
-    """Build the app; ``context_factory`` runs once, at the first request."""
+    """Build the app; ``context_factory`` runs at the first request, until it succeeds.
+
+    A factory that fails (a stage whose secrets are not filled yet, a database that is
+    down) makes every route answer 503 with ``Retry-After``; it is tried again after a
+    bounded back-off (``app.state.context_loader``), never per request.
+    """
     app = FastAPI(title="learnrec", version="0.1.0", docs_url="/docs")
-    holder: dict[str, ServingContext] = {}
+    loader = ContextLoader(context_factory)
+    app.state.context_loader = loader
 
     def context() -> ServingContext:
-        if "ctx" not in holder:
-            holder["ctx"] = context_factory()
-        return holder["ctx"]
+        return loader.get()
 
     def principal(
         ctx: Annotated[ServingContext, Depends(context)],
@@ -181,6 +191,35 @@ def create_app(context_factory: Callable[[], ServingContext]) -> FastAPI:
             },
             status_code=error.status,
             headers=headers,
+        )
+
+    @app.exception_handler(NotReadyError)
+    async def _not_ready(_: Request, error: NotReadyError) -> JSONResponse:
+        return JSONResponse(
+            {
+                "error": "service unavailable",
+                "detail": error.detail,
+                "status": "not ready",
+                "not_ready": {p.dependency: p.message for p in error.problems},
+            },
+            status_code=503,
+            headers={"Retry-After": str(loader.retry_after_s())},
+        )
+
+    # The database went away after start-up: the same 503 as a database not there at start.
+    @app.exception_handler(OperationalError)
+    async def _database_down(_: Request, error: OperationalError) -> JSONResponse:
+        logger.warning("database unavailable: %s", error.orig or error)
+        message = "the database cannot be reached; retrying"
+        return JSONResponse(
+            {
+                "error": "service unavailable",
+                "detail": message,
+                "status": "not ready",
+                "not_ready": {"database": message},
+            },
+            status_code=503,
+            headers={"Retry-After": str(DATABASE_RETRY_AFTER_S)},
         )
 
     @app.exception_handler(RequestValidationError)
@@ -208,6 +247,8 @@ def create_app(context_factory: Callable[[], ServingContext]) -> FastAPI:
 
     @app.get("/health")
     def health(ctx: Ctx) -> dict[str, Any]:
+        with ctx.store.engine.connect() as connection:  # down: the 503 handler says so
+            connection.execute(text("SELECT 1"))
         ctx.model.get()
         return {
             "status": "ok" if ctx.model.version else "degraded",

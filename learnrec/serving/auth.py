@@ -124,6 +124,14 @@ class AuthConfigurationError(ValueError):
     """
 
 
+class NoVerificationKeyError(AuthConfigurationError):
+    """No key at all: nothing configured, or an empty key set (a stage not bootstrapped)."""
+
+
+class KeySourceUnreadableError(AuthConfigurationError):
+    """The configured key secret cannot be read (missing, no permission, service down)."""
+
+
 class SecretsManagerClient(Protocol):
     """The one call :meth:`TokenVerifier.from_secret` makes on a boto3 ``secretsmanager``."""
 
@@ -211,7 +219,7 @@ def _parse_jwks(jwks: Mapping[str, Any] | str) -> dict[str | None, rsa.RSAPublic
             raise AuthConfigurationError(f"JWKS: two keys share the key id {kid!r}")
         keys[kid] = key
     if not keys:
-        raise AuthConfigurationError("JWKS: no RSA signing key usable for RS256")
+        raise NoVerificationKeyError("JWKS: no RSA signing key usable for RS256")
     if None in keys and len(keys) > 1:
         raise AuthConfigurationError(
             "JWKS: with several keys every key needs a 'kid', or tokens cannot pick one"
@@ -321,7 +329,7 @@ class TokenVerifier:
         try:
             response = client.get_secret_value(SecretId=secret_id)
         except Exception as error:  # botocore raises many types; all mean "no key"
-            raise AuthConfigurationError(
+            raise KeySourceUnreadableError(
                 f"cannot read JWT key secret {secret_id!r}: {error}"
             ) from error
         text = response.get("SecretString")
@@ -389,7 +397,7 @@ class TokenVerifier:
             level = "the environment"
         configured = sum(source is not None for source in sources)
         if configured == 0:
-            raise AuthConfigurationError(
+            raise NoVerificationKeyError(
                 "no JWT verification key configured: set one of "
                 f"{ENV_PUBLIC_KEY}, {ENV_JWKS} or {ENV_SECRET_ID}"
             )

@@ -1,13 +1,23 @@
 """Build the serving context (stores, model, auth, event sink) from settings, once.
 
+The dependencies an operator must provide (JWT keys, the user-id hash key, a reachable
+database) are checked first, all of them, and reported together as a
+:class:`~learnrec.serving.readiness.NotReadyError` whose messages say what to do; the
+API turns it into a 503 (:mod:`learnrec.serving.readiness`). Whatever was opened for a
+failed build is closed again, so a retry does not leak connections.
+
 ``user_id_hash_key`` lives in :mod:`learnrec.identity` and is re-exported here for
 callers that found it here first.
 """
 
 from __future__ import annotations
 
+import os
+import re
 from pathlib import Path
 from typing import Any
+
+from sqlalchemy import make_url, text
 
 from learnrec.config import Settings, get_settings
 from learnrec.events.experiments import Experiment, PinnedModels
@@ -16,9 +26,15 @@ from learnrec.identity import user_id_hash_key
 from learnrec.pipeline.lifecycle import alias_swap
 from learnrec.retrieval.index import VectorIndex
 from learnrec.serving.api import ServingContext
-from learnrec.serving.auth import TokenVerifier
+from learnrec.serving.auth import (
+    AuthConfigurationError,
+    KeySourceUnreadableError,
+    NoVerificationKeyError,
+    TokenVerifier,
+)
 from learnrec.serving.bundle_index import load_index
 from learnrec.serving.model_store import ActiveModel, store_from_url
+from learnrec.serving.readiness import NotReadyError, Unready
 from learnrec.serving.recommender import ModelBundle, Recommender
 from learnrec.storage import CatalogStore, make_engine
 from learnrec.storage.url import database_url
@@ -47,9 +63,102 @@ def load_recommender(directory: Path, settings: Settings | None = None) -> Recom
     return Recommender(ModelBundle(directory), index, settings.top_k_retrieval)
 
 
+_STAGE_IN_SECRET = re.compile(r"learnrec/([A-Za-z0-9_-]+)/")
+
+
+def _bootstrap_command() -> str:
+    """The fix for a stage's missing secrets, with the stage read off the secret's name."""
+    secret = os.environ.get("JWT_SECRET_ID") or os.environ.get("USER_ID_HASH_SECRET_ID") or ""
+    found = _STAGE_IN_SECRET.search(secret)
+    return f"learnrec deploy bootstrap --stage {found.group(1) if found else '<stage>'}"
+
+
+def _verifier() -> TokenVerifier | Unready:
+    try:
+        return TokenVerifier.from_environment()
+    except NoVerificationKeyError:
+        message = f"JWT verification keys are not configured: run `{_bootstrap_command()}`"
+    except KeySourceUnreadableError:
+        message = (
+            "the JWT key secret cannot be read: check JWT_SECRET_ID and that the API "
+            "function may read it"
+        )
+    except AuthConfigurationError:
+        message = (
+            "the JWT verification keys are unusable (RS256 public keys of 2048 bits or "
+            f"more are needed): run `{_bootstrap_command()} --jwks FILE`"
+        )
+    return Unready("jwt_keys", message)
+
+
+def _hash_key(settings: Settings) -> bytes | Unready:
+    try:
+        key = user_id_hash_key(settings)
+    except ValueError:
+        message = "the user-id hash key is not configured: set USER_ID_HASH_SECRET_ID"
+    except Exception:  # botocore raises many types; all mean the secret is not there
+        message = (
+            "the user-id hash key secret cannot be read: check USER_ID_HASH_SECRET_ID and "
+            f"run `{_bootstrap_command()}`"
+        )
+    else:
+        if key.strip():
+            return key
+        message = f"the user-id hash key is empty: run `{_bootstrap_command()}`"
+    return Unready("user_id_hash_key", message)
+
+
+DB_CONNECT_TIMEOUT_S = 5
+"""An unreachable database must answer 503 within the function's timeout, not hang it."""
+
+
+def _connect_args(url: str) -> dict[str, Any]:
+    if make_url(url).get_backend_name() != "postgresql":
+        return {}
+    return {"connect_args": {"connect_timeout": DB_CONNECT_TIMEOUT_S}}
+
+
+def _reachable_store(settings: Settings) -> CatalogStore | Unready:
+    try:
+        url = database_url(settings)
+    except Exception:
+        return Unready(
+            "database",
+            "the database secret cannot be read: check DATABASE_SECRET_ARN and that the "
+            "API function may read it",
+        )
+    engine = make_engine(url, **_connect_args(url))
+    try:
+        with engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+    except Exception:
+        engine.dispose()
+        return Unready("database", "the database cannot be reached; retrying")
+    return CatalogStore(engine)
+
+
 def build_context(settings: Settings | None = None) -> ServingContext:
     settings = settings or get_settings()
-    store = CatalogStore(make_engine(database_url(settings)))
+    verifier = _verifier()
+    key = _hash_key(settings)
+    store = _reachable_store(settings)
+    problems = [d for d in (verifier, key, store) if isinstance(d, Unready)]
+    if problems:
+        if isinstance(store, CatalogStore):
+            store.engine.dispose()
+        raise NotReadyError(problems)
+    assert isinstance(verifier, TokenVerifier) and isinstance(key, bytes)
+    assert isinstance(store, CatalogStore)
+    try:
+        return _assemble(settings, store, verifier, key)
+    except Exception:
+        store.engine.dispose()  # the next attempt opens its own
+        raise
+
+
+def _assemble(
+    settings: Settings, store: CatalogStore, verifier: TokenVerifier, key: bytes
+) -> ServingContext:
     store.create_schema()
     models = store_from_url(settings.model_store)
     active = ActiveModel(
@@ -57,7 +166,6 @@ def build_context(settings: Settings | None = None) -> ServingContext:
         lambda path: load_recommender(path, settings),
         settings.model_check_interval_s,
     )
-    key = user_id_hash_key(settings)
     events = None
     if settings.events_stream:
         import boto3
@@ -71,7 +179,7 @@ def build_context(settings: Settings | None = None) -> ServingContext:
         store=store,
         model=active,
         models=models,
-        verifier=TokenVerifier.from_environment(),
+        verifier=verifier,
         events=events,
         hash_key=key,
         experiment=experiment,

@@ -250,7 +250,10 @@ admin role. Errors are JSON, `{"error": "...", "detail": ...}`, with the matchin
 (the detail lists each field and what is wrong with it). API Gateway answers `429` when
 the stage's throttling limit is hit and `400` when a request fails its validation before
 reaching the function. A recommendation served by a degraded path (no model, index or
-ranker failure) says so in `fallback` and `degraded`; it is never a 5xx.
+ranker failure) says so in `fallback` and `degraded`; it is never a 5xx. While something
+the API needs is not there (JWT keys a fresh stage has not been bootstrapped with, an
+unreachable database), every route, `/health` included, answers `503` with `Retry-After`
+and `not_ready`, which names each missing dependency and how to fix it.
 
 Examples use `$TOKEN` (for development: `learnrec auth token --private-key
 build/keys/private.pem --sub u00001`) and a placeholder base URL; the deployed one is

@@ -1,0 +1,1 @@
+"""Deployment helpers that run against a stage's AWS account: bootstrap and smoke check."""
