@@ -60,7 +60,7 @@ def load_recommender(directory: Path, settings: Settings | None = None) -> Recom
 
 def build_context(settings: Settings | None = None) -> ServingContext:
     settings = settings or get_settings()
-    store = CatalogStore(make_engine(database_url(settings)))
+    store = CatalogStore(make_engine(database_url(settings), settings=settings))
     store.create_schema()
     models = store_from_url(settings.model_store)
     active = ActiveModel(
@@ -82,7 +82,9 @@ def build_context(settings: Settings | None = None) -> ServingContext:
         store=store,
         model=active,
         models=models,
-        verifier=TokenVerifier.from_environment(),
+        verifier=TokenVerifier.from_environment(
+            issuer=settings.jwt_issuer, audience=settings.jwt_audience
+        ),
         events=events,
         hash_key=key,
         experiment=experiment,
