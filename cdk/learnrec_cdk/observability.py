@@ -7,7 +7,7 @@ second time with ``function_version`` added (:mod:`learnrec.serving.telemetry`):
 canary alarms watch the version being deployed, by its number, so a rollback is decided
 on the new code's own 5xx and fallback rates, not on a mix diluted by the old version.
 Each alarm notifies the stage's alarm topic; RUNBOOK.md has one section per alarm, under
-the alarm's name (tests/docs check that none is missing).
+the alarm's name (tests/cdk/test_observability.py checks that none is missing).
 """
 
 from __future__ import annotations
@@ -364,7 +364,7 @@ class Observability(Construct):
 
     def _search_alarms(
         self, domain: opensearch.IDomain, replicas: bool, t: Alarms
-    ) -> list[cw.IMetric]:
+    ) -> tuple[list[cw.IMetric], cw.IMetric]:
         """Cluster health and JVM pressure (AWS/ES, DomainName + ClientId).
 
         Yellow (unassigned replicas) only where replicas can be assigned: a single-node
@@ -402,7 +402,7 @@ class Observability(Construct):
                 f"{t.jvm_memory_pressure_percent:.0f}% for {t.jvm_memory_pressure_minutes} minutes",
             ),
         ]
-        shown: list[cw.IMetric] = [red, blocked, jvm]
+        health: list[cw.IMetric] = [red, blocked]
         if replicas:
             yellow = domain.metric_cluster_status_yellow(period=MINUTE, statistic="Maximum")
             self.search_alarms.append(
@@ -416,8 +416,8 @@ class Observability(Construct):
                     f"{t.search_yellow_minutes} minutes (one node lost or out of disk)",
                 )
             )
-            shown.append(yellow)
-        return shown
+            health.append(yellow)
+        return health, jvm
 
     def _database_alarms(self, database: rds.DatabaseCluster, t: Alarms) -> list[cw.IMetric]:
         cpu = database.metric_cpu_utilization(period=MINUTE, statistic="Average")
@@ -568,7 +568,7 @@ class Observability(Construct):
         t: Alarms,
         fallback_rate: cw.IMetric,
         throttles: tuple[cw.IMetric, cw.IMetric],
-        search: Sequence[cw.IMetric],
+        search: tuple[Sequence[cw.IMetric], cw.IMetric],
         aurora: Sequence[cw.IMetric],
     ) -> None:
         """The newer alarms' signals, each with its threshold, and the api per version."""
@@ -610,8 +610,8 @@ class Observability(Construct):
             ),
             cw.GraphWidget(
                 title="OpenSearch: cluster red / writes blocked (/ yellow); JVM pressure (%)",
-                left=[m for i, m in enumerate(search) if i != 2],
-                right=[search[2]],
+                left=list(search[0]),
+                right=[search[1]],
                 right_annotations=[
                     cw.HorizontalAnnotation(
                         value=t.jvm_memory_pressure_percent, label="JVM pressure alarm"
