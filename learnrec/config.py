@@ -13,13 +13,28 @@ from typing import Literal
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+LAMBDA_POOL_SIZE, LAMBDA_MAX_OVERFLOW = 1, 1
+DEFAULT_POOL_SIZE, DEFAULT_MAX_OVERFLOW = 5, 10  # SQLAlchemy's own defaults
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(extra="ignore", frozen=True)
 
     database_url: str = "sqlite:///learnrec.db"
-    # In AWS: the Aurora secret the URL is built from (learnrec.storage.url).
+    # In AWS: the Aurora secret the URL is built from (learnrec.storage.url), and the host
+    # to connect to instead of the secret's: the RDS Proxy endpoint. Through the proxy
+    # the connection needs TLS (DATABASE_SSLMODE, "require" unless set otherwise).
     database_secret_arn: str | None = None
+    database_host: str | None = None
+    database_sslmode: str | None = None
+    # SQLAlchemy's pool per process (learnrec.storage.make_engine). A Lambda container
+    # serves one request at a time, and each container's connections add up at the
+    # proxy: None means 1 + 1 overflow in Lambda, SQLAlchemy's 5 + 10 elsewhere.
+    database_pool_size: int | None = Field(default=None, ge=1)
+    database_max_overflow: int | None = Field(default=None, ge=0)
+    database_pool_timeout_s: float = Field(default=10.0, gt=0)
+    # Set by Lambda in every function's environment; tells the pool where it runs.
+    aws_lambda_function_name: str | None = None
     # Model bundles: a local folder, or s3://bucket/prefix (see learnrec.serving.model_store).
     model_store: str = "build/models"
     model_check_interval_s: float = Field(default=60.0, ge=0)
@@ -49,6 +64,20 @@ class Settings(BaseSettings):
     # JSON, e.g. '{"control": "v1", "treatment": "v2"}' (see learnrec.events.experiments).
     experiment_variants: str | None = None
     experiment_name: str = "default"
+
+    @property
+    def in_lambda(self) -> bool:
+        return bool(self.aws_lambda_function_name)
+
+    @property
+    def database_pool(self) -> tuple[int, int]:
+        """(pool_size, max_overflow) for a database server's connection pool."""
+        small = self.in_lambda
+        size = self.database_pool_size or (LAMBDA_POOL_SIZE if small else DEFAULT_POOL_SIZE)
+        overflow = self.database_max_overflow
+        if overflow is None:
+            overflow = LAMBDA_MAX_OVERFLOW if small else DEFAULT_MAX_OVERFLOW
+        return size, overflow
 
     @property
     def database_url_explicit(self) -> bool:

@@ -65,6 +65,10 @@ class ResourceNames:
         return "learnrec"
 
     @property
+    def database_proxy(self) -> str:
+        return f"{self.prefix}-catalog"
+
+    @property
     def opensearch_alias(self) -> str:
         return "learnrec-items"
 
@@ -105,6 +109,32 @@ class Alarms:
     drift_score: float = 0.2  # population stability index; above 0.2 is a real shift
     iterator_age_ms: int = 60_000
     dead_letter_messages: int = 1
+    # Recommend responses served by a fallback (popularity, retrieval order) as a share of
+    # all recommend responses: a silent fall back to popularity is an incident.
+    fallback_rate_percent: float = 10.0
+    fallback_rate_minutes: int = 10
+    # The version a canary deployment brings in, judged on its own responses only: 5xx
+    # (app errors and unhandled exceptions) and fallbacks, over a few minutes of the
+    # canary window; below ``canary_min_responses`` a minute is not judged.
+    canary_error_rate_percent: float = 5.0
+    canary_fallback_rate_percent: float = 20.0
+    canary_minutes: int = 2
+    canary_min_responses: int = 5
+    # Lambda throttles (api, ingest, pipeline) and API Gateway 429s per minute.
+    function_throttles: int = 1
+    throttled_requests: int = 10
+    throttle_minutes: int = 3
+    # OpenSearch: JVM memory pressure (%) sustained this long precedes out-of-memory
+    # errors and a red cluster; yellow means unassigned replicas, which only a domain with
+    # replicas (several data nodes) can have.
+    jvm_memory_pressure_percent: float = 85.0
+    jvm_memory_pressure_minutes: int = 15
+    search_yellow_minutes: int = 30
+    # Aurora Serverless v2: CPU, capacity close to the stage's maximum ACU, connections.
+    aurora_cpu_percent: float = 80.0
+    aurora_capacity_percent_of_max: float = 90.0
+    aurora_connections: int = 500
+    aurora_minutes: int = 15
 
 
 @dataclass(frozen=True)
@@ -137,9 +167,25 @@ class StageConfig:
     aurora_min_acu: float = 0.5
     aurora_max_acu: float = 4.0
     training_instance_type: str = "ml.m5.xlarge"
+    # Claims the API requires of every bearer token (JWT_ISSUER, JWT_AUDIENCE): the
+    # identity provider's issuer and this stage's API as audience, so a token minted for
+    # one stage is refused by the others. None: the defaults of :attr:`token_issuer`.
+    jwt_issuer: str | None = None
+    jwt_audience: str | None = None
     alarms: Alarms = field(default_factory=Alarms)
     schedules: Schedules = field(default_factory=Schedules)
     schedules_enabled: bool = True
+
+    @property
+    def token_issuer(self) -> str:
+        """``iss`` of this stage's tokens: the configured issuer, else ``learnrec-<stage>``
+        (the issuer of tokens signed with the keys ``learnrec deploy bootstrap`` makes)."""
+        return self.jwt_issuer or f"learnrec-{self.stage}"
+
+    @property
+    def token_audience(self) -> str:
+        """``aud`` of this stage's tokens: the configured audience, else the stage's API."""
+        return self.jwt_audience or f"learnrec-{self.stage}-api"
 
     @classmethod
     def for_stage(

@@ -44,6 +44,8 @@ GATEWAY_RESPONSES: dict[apigw.ResponseType, tuple[str, str]] = {
 # The largest POST /events batch (500 events) is well above the managed rule set's
 # 8 KB body limit, so that one rule only counts; the function validates bodies itself.
 WAF_COUNT_ONLY = ("SizeRestrictions_BODY",)
+# Metric filters take dimension values from log fields only, so the stage is in the name.
+THROTTLED_NAMESPACE = "learnrec/ApiGateway"
 
 
 class Serving(Construct):
@@ -96,10 +98,12 @@ class Serving(Construct):
             version=self.function.current_version,
             provisioned_concurrent_executions=provisioned_concurrency or None,
         )
+        self.version = self.function.current_version
         # A new version that throws during its canary share rolls back at once.
         self.canary_errors_alarm = cloudwatch.Alarm(
             self,
             "CanaryErrors",
+            alarm_name=f"learnrec-{stage_name}-CanaryErrors",
             alarm_description="api function errors on the live alias (canary rollback)",
             metric=self.alias.metric_errors(period=Duration.minutes(1)),
             threshold=1,
@@ -144,6 +148,16 @@ class Serving(Construct):
         )
         self._firewall()
 
+    def roll_back_on(self, *alarms: cloudwatch.IAlarm) -> None:
+        """Roll a deployment back when one of ``alarms`` fires during its canary.
+
+        The alias waits for the alarms: an alarm that watches the new version by number is
+        updated to that number before CodeDeploy starts shifting traffic to it.
+        """
+        for alarm in alarms:
+            self.deployment_group.add_alarm(alarm)
+            self.alias.node.add_dependency(alarm)
+
     def _rest_api(
         self,
         function_name: str,
@@ -157,6 +171,19 @@ class Serving(Construct):
         access_logs = logs.LogGroup(
             self, "AccessLogs", retention=log_retention, removal_policy=removal_policy
         )
+        # API Gateway has no metric of its own for 429s (they are inside 4XXError): count
+        # them from the access log, whose "status" field is the status the caller got.
+        throttled = logs.MetricFilter(
+            self,
+            "ThrottledRequests",
+            log_group=access_logs,
+            filter_pattern=logs.FilterPattern.string_value("$.status", "=", "429"),
+            metric_namespace=THROTTLED_NAMESPACE,
+            metric_name=f"{function_name}-429",
+            metric_value="1",
+            default_value=0,
+        )
+        self.throttled_requests = throttled.metric(statistic="Sum", period=Duration.minutes(1))
         api = apigw.RestApi(
             self,
             "RestApi",

@@ -26,7 +26,8 @@ from .functions import layer_versions
 from .ingest import Ingest
 from .nag import acknowledge_prefix_grant
 from .network import Network
-from .observability import Observability, Thresholds
+from .observability import Observability
+from .proxy import CatalogProxy
 from .search import Search
 from .serving import Serving
 from .training import DLC_ACCOUNTS, DLC_DEFAULT_ACCOUNT, TRAINING_REPOSITORY, JobRole, Pipeline
@@ -90,6 +91,15 @@ class LearnrecStack(Stack):
             removal_policy=removal,
             backup_days=30 if keep else 7,
         )
+        proxy = CatalogProxy(
+            self,
+            "CatalogProxy",
+            name=names.database_proxy,
+            cluster=data.database,
+            secret=data.database_secret,
+            vpc=vpc,
+            app_security_group=app_sg,
+        )
         region = names.region
         image_account = DLC_ACCOUNTS.get(region, DLC_DEFAULT_ACCOUNT)
         jobs = JobRole(
@@ -126,6 +136,8 @@ class LearnrecStack(Stack):
             "S3_BUCKET": names.data_bucket,
             "MODEL_STORE": names.model_store_url,
             "DATABASE_SECRET_ARN": data.database_secret.secret_arn,
+            # Through RDS Proxy (TLS), not the cluster endpoint the secret names.
+            "DATABASE_HOST": proxy.endpoint,
             "USER_ID_HASH_SECRET_ID": data.user_id_hash_secret.secret_arn,
         }
         serving = Serving(
@@ -144,6 +156,8 @@ class LearnrecStack(Stack):
                 "OPENSEARCH_ENDPOINT": search.endpoint,
                 "OPENSEARCH_ALIAS": names.opensearch_alias,
                 "JWT_SECRET_ID": data.jwt_secret.secret_arn,
+                "JWT_ISSUER": config.token_issuer,
+                "JWT_AUDIENCE": config.token_audience,
             },
             routes=inputs.routes,
             throttle_rate=config.api_throttle_rate,
@@ -199,6 +213,7 @@ class LearnrecStack(Stack):
                 "S3_BUCKET": names.data_bucket,
                 "MODEL_STORE": names.model_store_url,
                 "DATABASE_SECRET_ARN": data.database_secret.secret_arn,
+                "DATABASE_HOST": proxy.endpoint,
                 "USER_ID_HASH_SECRET_ID": data.user_id_hash_secret.secret_arn,
                 # build_index fills the version's index that promote points the alias at
                 "VECTOR_INDEX": "opensearch",
@@ -243,25 +258,23 @@ class LearnrecStack(Stack):
             "Observability",
             dashboard_name=f"learnrec-{config.stage}",
             stage=config.stage,
-            thresholds=Thresholds(
-                p95_latency_ms=config.alarms.p95_latency_ms,
-                p95_latency_minutes=config.alarms.p95_latency_minutes,
-                error_rate_percent=config.alarms.error_rate_percent,
-                error_rate_minutes=config.alarms.error_rate_minutes,
-                drift_score=config.alarms.drift_score,
-                iterator_age_ms=config.alarms.iterator_age_ms,
-                dead_letter_messages=config.alarms.dead_letter_messages,
-            ),
+            thresholds=config.alarms,
             api_name=names.api_function,
             api_stage_name=config.stage,
             api_function=serving.function,
+            api_version=serving.version,
+            throttled_requests=serving.throttled_requests,
             ingest_function=ingest.function,
+            pipeline_function=pipeline.function,
             dead_letter_queue=data.dead_letter_queue,
             state_machine=pipeline.state_machine,
+            search_domain=search.domain,
+            search_replicas=config.opensearch_instances > 1,
+            database=data.database,
         )
-        # A canary that slows the API down or raises its error rate is rolled back.
-        serving.deployment_group.add_alarm(observability.latency_alarm)
-        serving.deployment_group.add_alarm(observability.error_rate_alarm)
+        # A canary that slows the API down, or whose own responses are 5xx or fallbacks
+        # more often than the stage allows, is rolled back.
+        serving.roll_back_on(*observability.canary_alarms)
 
         self.serving, self.ingest, self.pipeline = serving, ingest, pipeline
         self.data, self.search, self.observability = data, search, observability

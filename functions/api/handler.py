@@ -2,7 +2,9 @@
 
 Only adapts: the app, its dependencies and all logic live in learnrec.serving.
 Logs are structured JSON with the API Gateway request id and the caller's hashed user
-id (never the raw one); metrics go out as CloudWatch EMF; traces to X-Ray.
+id (never the raw one); metrics go out as CloudWatch EMF, per service and per function
+version (:mod:`learnrec.serving.telemetry`), with every response counted by status
+class, so a canary is judged on its own 5xx and fallback rates; traces to X-Ray.
 
 The Tracer exists only when tracing is on: creating one imports the X-Ray SDK (and
 botocore through it) even when tracing is disabled, about a third of a second of every
@@ -23,6 +25,7 @@ from mangum import Mangum
 
 from learnrec.serving.api import ServingContext, create_app
 from learnrec.serving.context import build_context
+from learnrec.serving.telemetry import NAMESPACE, add_version_dimensions, count_response
 
 Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
 
@@ -36,7 +39,8 @@ def tracing_enabled() -> bool:
 
 
 logger = Logger(service="learnrec-api")
-metrics = Metrics(namespace="learnrec", service="api")
+SERVICE = "api"
+metrics = Metrics(namespace=NAMESPACE, service=SERVICE)
 _context: dict[str, ServingContext] = {}
 
 
@@ -54,10 +58,16 @@ _mangum = Mangum(app, lifespan="off")
 
 
 def _handle(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    add_version_dimensions(metrics, SERVICE, os.environ)
     user_id = (event.get("pathParameters") or {}).get("user_id")
-    if user_id and "ctx" in _context:
-        logger.append_keys(user=_context["ctx"].user_key(user_id))  # the route reuses it
-    response: dict[str, Any] = _mangum(event, context)
+    try:
+        if user_id and "ctx" in _context:
+            logger.append_keys(user=_context["ctx"].user_key(user_id))  # the route reuses it
+        response: dict[str, Any] = _mangum(event, context)
+    except Exception:
+        count_response(metrics, 500)  # API Gateway answers 502 for it; a server error
+        raise
+    count_response(metrics, int(response.get("statusCode", 500)))
     return response
 
 

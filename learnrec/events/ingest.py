@@ -281,7 +281,8 @@ def ingestor_from_settings(settings: Settings | None = None, session: Any = None
     session = session or boto3.Session()
     s3 = session.client("s3")
     bucket = settings.s3_bucket
-    store = IngestStore(make_engine(database_url(settings, session.client("secretsmanager"))))
+    url = database_url(settings, session.client("secretsmanager"))
+    store = IngestStore(make_engine(url, settings=settings))
     store.create_schema()
 
     def spill(key: str, data: bytes) -> None:

@@ -36,6 +36,7 @@ from learnrec.pipeline.lifecycle import (
     go_back,
 )
 from learnrec.schemas import ContentItem, Event, FieldError, Learner
+from learnrec.serving import telemetry
 from learnrec.serving.auth import (
     AuthError,
     Principal,
@@ -289,13 +290,15 @@ def create_app(context_factory: Callable[[], ServingContext]) -> FastAPI:
         else:
             result = recommender.recommend(key, history, profile, options)
         result.degraded.extend(notes)
-        ctx.metrics("recommend_request_duration_seconds", time.perf_counter() - started, "Seconds")
-        ctx.metrics("recommend_success_total", 1, "Count")
-        if result.fallback:
-            ctx.metrics(f"recommend_fallback_{result.fallback.value}_total", 1, "Count")
+        ctx.metrics(telemetry.LATENCY, time.perf_counter() - started, "Seconds")
+        ctx.metrics(telemetry.SUCCESS, 1, "Count")
+        if opted_out:  # popular items by the learner's choice: not a degraded service
+            ctx.metrics(telemetry.OPTED_OUT, 1, "Count")
+        elif result.fallback:
+            ctx.metrics(telemetry.fallback_metric(result.fallback), 1, "Count")
         if result.items:
             mean = sum(i.score for i in result.items) / len(result.items)
-            ctx.metrics("model_score_mean", mean, "None")
+            ctx.metrics(telemetry.SCORE_MEAN, mean, "None")
         return RecommendationsOut(
             user_id=user_id,
             recommendation_id=new_recommendation_id(variant, result.model_version),

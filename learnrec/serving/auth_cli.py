@@ -10,9 +10,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
+from collections.abc import Mapping
 from pathlib import Path
 
 from learnrec.serving.auth import (
+    ENV_AUDIENCE,
+    ENV_ISSUER,
     Role,
     generate_key_pair,
     issue_token,
@@ -20,6 +23,7 @@ from learnrec.serving.auth import (
     public_jwks,
     public_pem_of,
 )
+from learnrec.stages import STAGES, StageConfig
 
 PRIVATE_KEY_FILE = "private.pem"
 PUBLIC_KEY_FILE = "public.pem"
@@ -63,6 +67,21 @@ def _dev_keys(args: argparse.Namespace) -> int:
     return 0
 
 
+def token_claims(
+    issuer: str | None, audience: str | None, stage: str | None, environ: Mapping[str, str]
+) -> tuple[str | None, str | None]:
+    """``iss`` and ``aud`` for a token: as given, else the stage's (what its stack sets
+    as JWT_ISSUER/JWT_AUDIENCE), else this shell's JWT_ISSUER/JWT_AUDIENCE, else none."""
+    if stage is not None:
+        config = StageConfig.for_stage(stage)  # type: ignore[arg-type]  # argparse checked it
+        issuer = issuer or config.token_issuer
+        audience = audience or config.token_audience
+    return (
+        issuer or environ.get(ENV_ISSUER, "").strip() or None,
+        audience or environ.get(ENV_AUDIENCE, "").strip() or None,
+    )
+
+
 def _token(args: argparse.Namespace) -> int:
     private_pem = Path(args.private_key).read_text(encoding="ascii")
     if args.ttl <= 0:
@@ -70,13 +89,14 @@ def _token(args: argparse.Namespace) -> int:
     roles = [role.strip() for role in args.roles.split(",") if role.strip()]
     if not roles:
         raise ValueError("--roles needs at least one role")
+    issuer, audience = token_claims(args.issuer, args.audience, args.stage, os.environ)
     token = issue_token(
         private_pem,
         subject=args.sub,
         roles=roles,
         ttl_seconds=args.ttl,
-        issuer=args.issuer,
-        audience=args.audience,
+        issuer=issuer,
+        audience=audience,
         kid=args.kid or key_id(public_pem_of(private_pem)),
     )
     print(token)
@@ -106,8 +126,18 @@ def add_auth_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentPa
         help=f"comma-separated, of: {', '.join(role.value for role in Role)} (default: learner)",
     )
     token.add_argument("--ttl", type=int, default=3600, help="seconds until expiry")
-    token.add_argument("--issuer", default=None, help="iss claim (match JWT_ISSUER)")
-    token.add_argument("--audience", default=None, help="aud claim (match JWT_AUDIENCE)")
+    token.add_argument(
+        "--issuer", default=None, help="iss claim (default: the --stage's, else $JWT_ISSUER)"
+    )
+    token.add_argument(
+        "--audience", default=None, help="aud claim (default: the --stage's, else $JWT_AUDIENCE)"
+    )
+    token.add_argument(
+        "--stage",
+        choices=STAGES,
+        default=None,
+        help="take iss and aud from this stage's configuration, as its API checks them",
+    )
     token.add_argument(
         "--kid", default=None, help="key id header (default: the key's thumbprint, as in jwks.json)"
     )

@@ -73,9 +73,11 @@ def _bootstrap_command() -> str:
     return f"learnrec deploy bootstrap --stage {found.group(1) if found else '<stage>'}"
 
 
-def _verifier() -> TokenVerifier | Unready:
+def _verifier(settings: Settings) -> TokenVerifier | Unready:
     try:
-        return TokenVerifier.from_environment()
+        return TokenVerifier.from_environment(
+            issuer=settings.jwt_issuer, audience=settings.jwt_audience
+        )
     except NoVerificationKeyError:
         message = f"JWT verification keys are not configured: run `{_bootstrap_command()}`"
     except KeySourceUnreadableError:
@@ -127,7 +129,7 @@ def _reachable_store(settings: Settings) -> CatalogStore | Unready:
             "the database secret cannot be read: check DATABASE_SECRET_ARN and that the "
             "API function may read it",
         )
-    engine = make_engine(url, **_connect_args(url))
+    engine = make_engine(url, settings=settings, **_connect_args(url))
     try:
         with engine.connect() as connection:
             connection.execute(text("SELECT 1"))
@@ -139,7 +141,7 @@ def _reachable_store(settings: Settings) -> CatalogStore | Unready:
 
 def build_context(settings: Settings | None = None) -> ServingContext:
     settings = settings or get_settings()
-    verifier = _verifier()
+    verifier = _verifier(settings)
     key = _hash_key(settings)
     store = _reachable_store(settings)
     problems = [d for d in (verifier, key, store) if isinstance(d, Unready)]

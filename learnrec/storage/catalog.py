@@ -45,6 +45,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.types import TypeDecorator
 
+from ..config import Settings, get_settings
 from ..schemas import ContentItem, EventType, Learner
 
 DEFAULT_DATABASE_URL = "sqlite:///learnrec.db"
@@ -164,17 +165,29 @@ class HistoryEntry:
     weight: float
 
 
-def make_engine(url: str | None = None, **engine_kwargs: Any) -> Engine:
+def make_engine(
+    url: str | None = None, *, settings: Settings | None = None, **engine_kwargs: Any
+) -> Engine:
     """Create the engine for `url`, else `$DATABASE_URL`, else a local SQLite file.
 
     Plain ``postgresql://`` (and Heroku-style ``postgres://``) URLs are rewritten to the
     psycopg 3 driver, because SQLAlchemy would otherwise pick psycopg2, which is not
     installed. `engine_kwargs` go to :func:`sqlalchemy.create_engine` (e.g. `connect_args`).
+
+    A database server's pool is bounded by `settings` (the process's by default): small
+    in Lambda, where every container holds its own pool and all of them meet at RDS
+    Proxy, and with a wait for a free connection shorter than a request's time budget.
     """
     parsed = make_url(url or os.environ.get("DATABASE_URL") or DEFAULT_DATABASE_URL)
     if parsed.drivername in ("postgresql", "postgres"):
         parsed = parsed.set(drivername="postgresql+psycopg")
     engine_kwargs.setdefault("pool_pre_ping", True)
+    if not parsed.drivername.startswith("sqlite") and "poolclass" not in engine_kwargs:
+        settings = settings or get_settings()
+        pool_size, max_overflow = settings.database_pool
+        engine_kwargs.setdefault("pool_size", pool_size)
+        engine_kwargs.setdefault("max_overflow", max_overflow)
+        engine_kwargs.setdefault("pool_timeout", settings.database_pool_timeout_s)
     engine = create_engine(parsed, **engine_kwargs)
     if engine.dialect.name == "sqlite":
         in_memory = parsed.database in (None, "", ":memory:") or (

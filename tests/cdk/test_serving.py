@@ -81,11 +81,62 @@ def test_canary_deployment_rolls_back_on_alarm(each_stage: Synthesized) -> None:
         "DEPLOYMENT_FAILURE",
         "DEPLOYMENT_STOP_ON_ALARM",
     }
-    alarms = props["AlarmConfiguration"]["Alarms"]
     assert props["AlarmConfiguration"]["Enabled"] is True
-    assert len(alarms) == 3  # canary errors, P95 latency, error rate
-    alias = next(iter(each_stage.resources("AWS::Lambda::Alias").values()))
+    alarms = each_stage.resources("AWS::CloudWatch::Alarm")
+    watched = {
+        alarms[a["Name"]["Ref"]]["Properties"]["AlarmName"]: a["Name"]["Ref"]
+        for a in props["AlarmConfiguration"]["Alarms"]
+    }
+    prefix = f"learnrec-{each_stage.stage}-"
+    assert set(watched) == {
+        prefix + name
+        for name in (
+            "CanaryErrors",
+            "LatencyP95",
+            "ErrorRate",
+            "CanaryErrorRate",
+            "CanaryFallbackRate",
+        )
+    }
+    (alias,) = each_stage.resources("AWS::Lambda::Alias").values()
     assert alias["UpdatePolicy"]["CodeDeployLambdaAliasUpdate"]
+    # The version the alias is moved to: its number is what the function reports in
+    # AWS_LAMBDA_FUNCTION_VERSION, and what the canary alarms watch.
+    version = alias["Properties"]["FunctionVersion"]
+    (version_id, _) = version["Fn::GetAtt"]
+    assert each_stage.template["Resources"][version_id]["Type"] == "AWS::Lambda::Version"
+    for name in ("CanaryErrorRate", "CanaryFallbackRate"):
+        logical_id = watched[prefix + name]
+        metrics = [
+            m["MetricStat"]["Metric"]
+            for m in alarms[logical_id]["Properties"]["Metrics"]
+            if "MetricStat" in m
+        ]
+        assert metrics
+        for metric in metrics:
+            assert metric["Namespace"] == "learnrec"
+            dimensions = {d["Name"]: d["Value"] for d in metric["Dimensions"]}
+            assert dimensions == {"service": "api", "function_version": version}
+        # Pointed at the new version before CodeDeploy shifts traffic to it.
+        assert logical_id in alias["DependsOn"]
+    error_rate = alarms[watched[prefix + "CanaryErrorRate"]]["Properties"]
+    names = {
+        m["MetricStat"]["Metric"]["MetricName"] for m in error_rate["Metrics"] if "MetricStat" in m
+    }
+    assert names == {"http_responses_total", "http_responses_5xx_total"}
+    assert error_rate["Threshold"] == config.alarms.canary_error_rate_percent
+    fallback = alarms[watched[prefix + "CanaryFallbackRate"]]["Properties"]
+    names = {
+        m["MetricStat"]["Metric"]["MetricName"] for m in fallback["Metrics"] if "MetricStat" in m
+    }
+    assert names == {
+        "recommend_success_total",
+        "recommend_fallback_popularity_total",
+        "recommend_fallback_retrieval_order_total",
+    }
+    assert fallback["Threshold"] == config.alarms.canary_fallback_rate_percent
+    assert fallback["EvaluationPeriods"] == config.alarms.canary_minutes
+    assert config.alarms.canary_minutes < config.canary_minutes  # fires inside the window
 
 
 def test_provisioned_concurrency_only_where_configured(each_stage: Synthesized) -> None:
@@ -114,6 +165,8 @@ def test_functions_run_python312_in_the_vpc_with_settings(prod: Synthesized) -> 
         assert env["DATABASE_SECRET_ARN"] and env["USER_ID_HASH_SECRET_ID"]
         assert "DATABASE_URL" not in env  # built from the secret, never in plain text
     api = functions[names.api_function]["Environment"]["Variables"]
+    assert api["JWT_ISSUER"] == prod.config.token_issuer
+    assert api["JWT_AUDIENCE"] == prod.config.token_audience == "learnrec-prod-api"
     assert api["VECTOR_INDEX"] == "opensearch"
     assert api["OPENSEARCH_ENDPOINT"] and api["JWT_SECRET_ID"]
     assert api["KINESIS_STREAM_NAME"] == names.events_stream

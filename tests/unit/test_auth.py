@@ -16,6 +16,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
+from learnrec.config import Settings
 from learnrec.serving.auth import (
     AuthConfigurationError,
     AuthError,
@@ -31,6 +32,8 @@ from learnrec.serving.auth import (
     public_jwks,
 )
 from learnrec.serving.auth_cli import add_auth_commands
+from learnrec.serving.context import build_context
+from learnrec.stages import StageConfig
 
 ISSUER = "https://id.example.test"
 AUDIENCE = "learnrec-api"
@@ -571,3 +574,56 @@ def test_cli_token_default_role_and_custom_kid(
         run(["auth", "token", "--private-key", key, "--sub", "u9", "--roles", "learner,root"])
     with pytest.raises(ValueError, match="--ttl"):
         run(["auth", "token", "--private-key", key, "--sub", "u9", "--ttl", "0"])
+
+
+def test_cli_token_takes_iss_and_aud_from_the_stage_or_the_environment(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run(["auth", "dev-keys", "--out", str(tmp_path)])
+    capsys.readouterr()
+    public = (tmp_path / "public.pem").read_text()
+    argv = ["auth", "token", "--private-key", str(tmp_path / "private.pem"), "--sub", "u1"]
+
+    def verifier_of(stage: str) -> TokenVerifier:
+        config = StageConfig.for_stage(stage)  # type: ignore[arg-type]
+        return TokenVerifier.from_public_key_pem(
+            public, issuer=config.token_issuer, audience=config.token_audience
+        )
+
+    run([*argv, "--stage", "staging"])
+    token = bearer(capsys.readouterr().out.strip())
+    assert verifier_of("staging").verify(token).subject == "u1"
+    # Issuer and audience name the stage: a staging token is no good in prod.
+    assert rejection(verifier_of("prod"), token).message == "invalid token issuer"
+
+    monkeypatch.setenv("JWT_ISSUER", ISSUER)
+    monkeypatch.setenv("JWT_AUDIENCE", AUDIENCE)
+    run(argv)
+    from_env = bearer(capsys.readouterr().out.strip())
+    strict = TokenVerifier.from_public_key_pem(public, issuer=ISSUER, audience=AUDIENCE)
+    assert strict.verify(from_env).subject == "u1"
+    run([*argv, "--audience", "other-api"])  # an explicit claim beats the environment
+    assert rejection(strict, bearer(capsys.readouterr().out.strip())).message == (
+        "invalid token audience"
+    )
+
+
+def test_the_serving_context_verifies_iss_and_aud_from_its_settings(
+    tmp_path: Path, keys: tuple[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("JWT_JWKS", "JWT_SECRET_ID", "JWT_ISSUER", "JWT_AUDIENCE", "DATABASE_URL"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("JWT_PUBLIC_KEY", keys[1])
+    settings = Settings(
+        database_url=f"sqlite:///{tmp_path / 'learnrec.db'}",
+        model_store=str(tmp_path / "models"),
+        user_id_hash_key="k",
+        jwt_issuer=ISSUER,
+        jwt_audience=AUDIENCE,
+    )
+    verifier = build_context(settings).verifier
+    assert (verifier.issuer, verifier.audience) == (ISSUER, AUDIENCE)
+    good = issue_token(keys[0], "u1", ["learner"], issuer=ISSUER, audience=AUDIENCE)
+    assert verifier.verify(bearer(good)).subject == "u1"
+    unnamed = issue_token(keys[0], "u1", ["learner"])
+    assert rejection(verifier, bearer(unnamed)).message == "token is missing the 'iss' claim"
