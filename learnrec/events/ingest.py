@@ -37,6 +37,7 @@ from learnrec.events.stream import StreamRecord
 from learnrec.identity import UserIdHasher, user_id_hash_key
 from learnrec.schemas import Event, EventType
 from learnrec.storage import HistoryRow, IngestStore, make_engine
+from learnrec.storage.schema import require_schema
 from learnrec.storage.url import database_url
 
 logger = logging.getLogger(__name__)
@@ -282,7 +283,8 @@ def ingestor_from_settings(settings: Settings | None = None, session: Any = None
     s3 = session.client("s3")
     bucket = settings.s3_bucket
     store = IngestStore(make_engine(database_url(settings, session.client("secretsmanager"))))
-    store.create_schema()
+    # The deploy-time migration owns the schema; a cold start only checks it is there.
+    require_schema(store.engine)
 
     def spill(key: str, data: bytes) -> None:
         s3.put_object(Bucket=bucket, Key=key, Body=data)

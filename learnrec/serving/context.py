@@ -20,6 +20,7 @@ from learnrec.serving.bundle_index import load_index
 from learnrec.serving.model_store import ActiveModel, store_from_url
 from learnrec.serving.recommender import ModelBundle, Recommender
 from learnrec.storage import CatalogStore, make_engine
+from learnrec.storage.schema import require_schema
 from learnrec.storage.url import database_url
 
 
@@ -61,7 +62,7 @@ def load_recommender(directory: Path, settings: Settings | None = None) -> Recom
 def build_context(settings: Settings | None = None) -> ServingContext:
     settings = settings or get_settings()
     store = CatalogStore(make_engine(database_url(settings)))
-    store.create_schema()
+    require_schema(store.engine)  # never created here: see learnrec.storage.migrate
     models = store_from_url(settings.model_store)
     active = ActiveModel(
         models,
