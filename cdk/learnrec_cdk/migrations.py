@@ -29,7 +29,8 @@ from .functions import LearnrecFunction
 from .nag import acknowledge, arn_ref
 
 RESOURCE_TYPE = "Custom::LearnrecSchema"
-# Long enough for a migration that rewrites a big table; the provider waits as long.
+# Long enough for a migration that rewrites a big table; the provider framework invokes
+# the function synchronously and its own function may run 15 minutes.
 MIGRATION_TIMEOUT = Duration.minutes(10)
 
 
@@ -94,8 +95,7 @@ class SchemaMigration(Construct):
             on_event_handler=self.function,
             provider_function_name=f"{function_name}-provider",
             log_group=provider_logs,
-            role=provider_role,
-            total_timeout=MIGRATION_TIMEOUT,
+            framework_on_event_role=provider_role,
         )
         # The framework may invoke any version of the migration function (CDK grants
         # "<arn>:*"); it runs a runtime CDK picks and keeps current.

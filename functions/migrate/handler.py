@@ -12,14 +12,21 @@ from __future__ import annotations
 from typing import Any
 
 from aws_lambda_powertools import Logger
+from aws_lambda_powertools.logging.utils import copy_config_to_registered_loggers
 
 from learnrec.config import get_settings
 from learnrec.storage.migrate import on_stack_event
 from learnrec.storage.url import database_url
 
 logger = Logger(service="learnrec-migrate")
+# Alembic's own lines ("Running upgrade 0001 -> 0002") and the adoption of a schema made
+# before migrations go to the same structured log as the handler's.
+copy_config_to_registered_loggers(source_logger=logger, include={"alembic", "learnrec"})
 
 
 @logger.inject_lambda_context
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    return on_stack_event(event, lambda: database_url(get_settings()))
+    logger.info("schema migration requested", extra={"request": event.get("RequestType")})
+    response = on_stack_event(event, lambda: database_url(get_settings()))
+    logger.info("schema migration done", extra=response)
+    return response

@@ -89,10 +89,21 @@ def test_database_first_then_migration_then_functions(each_stage: Synthesized) -
         assert key in _depends_on(resources[target])
 
 
-def test_migration_failure_fails_the_deployment(prod: Synthesized) -> None:
-    # The provider framework reports a handler's exception as FAILED (CloudFormation then
-    # rolls back); it invokes the function synchronously, so an error is not lost.
+def test_provider_invokes_only_the_migration_function(prod: Synthesized) -> None:
+    # The provider framework invokes the function synchronously and reports its
+    # exception to CloudFormation as FAILED, which fails and rolls back the deployment.
+    names = prod.config.names
+    migrate = _logical_id(prod, "AWS::Lambda::Function", FunctionName=names.migrate_function)
     statements = role_statements(prod, "MigrationsProviderRole")
     invokes = [s for s in statements if "lambda:InvokeFunction" in _listify(s["Action"])]
     assert invokes
-    assert "Migrate" in json.dumps(invokes)
+    for statement in invokes:
+        for resource in _listify(statement["Resource"]):
+            assert json.dumps(resource).count(f'["{migrate}", "Arn"]') == 1, resource
+    actions = {a for s in statements for a in _listify(s["Action"])}
+    assert actions <= {
+        "lambda:InvokeFunction",
+        "lambda:GetFunction",
+        "logs:CreateLogStream",
+        "logs:PutLogEvents",
+    }
