@@ -293,3 +293,52 @@ class TestStackEvent:
     def test_unknown_request_fails(self) -> None:
         with pytest.raises(ValueError, match="request type"):
             on_stack_event({"RequestType": "Replace"}, lambda: "sqlite://")
+
+
+def test_cold_starts_check_the_schema_and_never_create_it(tmp_path: Path) -> None:
+    import boto3
+
+    from learnrec.config import Settings
+    from learnrec.events.ingest import ingestor_from_settings
+    from learnrec.serving.context import build_context
+
+    url = f"sqlite:///{tmp_path / 'fresh.db'}"
+    settings = Settings(
+        database_url=url,
+        model_store=str(tmp_path / "models"),
+        s3_bucket="learnrec-test",
+        dead_letter_queue_url="https://sqs.us-east-1.amazonaws.com/123456789012/dlq",
+        user_id_hash_key="k",
+    )
+    session = boto3.Session(
+        region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="y"
+    )
+
+    with pytest.raises(SchemaNotReadyError, match="learnrec db upgrade"):
+        build_context(settings)
+    with pytest.raises(SchemaNotReadyError, match="no learnrec schema"):
+        ingestor_from_settings(settings, session)
+
+    engine = make_engine(url)
+    assert tables(engine) == set()  # neither made a table
+    upgrade(engine)
+    ingestor_from_settings(settings, session)  # once migrated, the function starts
+    engine.dispose()
+
+
+def test_db_command_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    from learnrec.cli import main
+
+    url = ["--database-url", f"sqlite:///{tmp_path / 'cli.db'}"]
+
+    def run(*args: str) -> tuple[int, Any]:
+        code = main(["db", *args, *url])
+        return code, json.loads(capsys.readouterr().out)
+
+    assert run("current", "--check") == (1, {"revision": None, "head": HEAD, "at_head": False})
+    assert run("upgrade") == (0, {"from": None, "revision": HEAD})
+    assert run("current", "--check") == (0, {"revision": HEAD, "head": HEAD, "at_head": True})
+    assert run("upgrade") == (0, {"from": HEAD, "revision": HEAD})
+    assert run("downgrade", "base") == (0, {"from": HEAD, "revision": None})
