@@ -115,11 +115,18 @@ def upgrade(target: str | Engine | None = None, revision: str = "head") -> str:
     """Bring the database to `revision` (default: the newest); return where it is now.
 
     Safe to run again and from several places at once: an up-to-date database is left
-    as it is, and on PostgreSQL concurrent runs are serialised.
+    as it is, and on PostgreSQL concurrent runs are serialised. A database at a revision
+    these scripts do not know was migrated by a newer release; it is left as it is too
+    (that is how a code rollback, or CloudFormation rolling back a failed deployment,
+    gets past the migration), like the functions accept it (see ``schema``).
     """
     with _migrating(target) as conn:
         config = alembic_config(conn)
         _adopt(conn, config)
+        at = database_revision(conn)
+        if revision == "head" and at is not None and at not in history():
+            logger.warning("database at %s, newer than these migrations: left as it is", at)
+            return at
         command.upgrade(config, revision)
         return _revision_or_fail(conn)
 
