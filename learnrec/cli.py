@@ -22,6 +22,7 @@ from learnrec.pipeline.cli import add_models_commands, add_pipeline_commands
 from learnrec.schemas import describe_errors
 from learnrec.serving.auth_cli import add_auth_commands
 from learnrec.serving.openapi_doc import add_docs_command
+from learnrec.storage.cli import add_db_commands
 
 SEPARATORS = {"TAB": "\t", "COMMA": ","}
 
@@ -40,13 +41,14 @@ def _load_catalog(args: argparse.Namespace) -> int:
     from learnrec.data.generator import read_sample_models
     from learnrec.identity import UserIdHasher, user_id_hash_key
     from learnrec.storage import CatalogStore, make_engine
+    from learnrec.storage.migrate import upgrade
 
     items, learners = read_sample_models(args.data)
     # Profiles are stored under the hashed id, like every other learner record.
     hasher = UserIdHasher(user_id_hash_key(get_settings()))
     learners = [lr.model_copy(update={"user_id": hasher(lr.user_id)}) for lr in learners]
     store = CatalogStore(make_engine(args.database_url))
-    store.create_schema()
+    upgrade(store.engine)  # a local set-up step: the tables are the migrations' to make
     print(
         json.dumps(
             {"items": store.upsert_items(items), "learners": store.upsert_learners(learners)}
@@ -112,6 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_local_commands(commands)
     add_deploy_commands(commands)
     add_docs_command(commands)
+    add_db_commands(commands)
 
     bench = commands.add_parser("benchmark", help="measure").add_subparsers(
         dest="kind", required=True

@@ -93,6 +93,10 @@ class ResourceNames:
         return f"{self.prefix}-pipeline"
 
     @property
+    def migrate_function(self) -> str:
+        return f"{self.prefix}-migrate"
+
+    @property
     def model_store_url(self) -> str:
         """``MODEL_STORE`` for serving: the bundles' prefix in the data bucket."""
         return f"s3://{self.data_bucket}/{MODELS_PREFIX.rstrip('/')}"

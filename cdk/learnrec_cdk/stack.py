@@ -19,11 +19,14 @@ from learnrec.packaging import STAMP_FILE
 from learnrec.serving.model_store import POINTER_FILE
 from learnrec.serving.openapi_doc import Route
 from learnrec.stages import MODELS_PREFIX, StageConfig
+from learnrec.storage.migrate import scripts_digest
+from learnrec.storage.schema import HEAD as SCHEMA_HEAD
 
 from .assets import LambdaAssets
 from .data import Data
 from .functions import layer_versions
 from .ingest import Ingest
+from .migrations import SchemaMigration
 from .nag import acknowledge_prefix_grant
 from .network import Network
 from .observability import Observability
@@ -234,6 +237,28 @@ class LearnrecStack(Stack):
             removal_policy=removal,
         )
 
+        # The schema reaches head before any function that uses it is updated.
+        migrations = SchemaMigration(
+            self,
+            "Migrations",
+            asset=functions["migrate"],
+            layers=[layers[name] for name in functions["migrate"].layers],
+            function_name=names.migrate_function,
+            environment={
+                "DATABASE_SECRET_ARN": data.database_secret.secret_arn,
+                "POWERTOOLS_SERVICE_NAME": "migrate",
+            },
+            database=data.database,
+            database_secret=data.database_secret,
+            migrations_digest=scripts_digest(),
+            head_revision=SCHEMA_HEAD,
+            vpc=vpc,
+            security_group=app_sg,
+            log_retention=retention,
+            removal_policy=removal,
+        )
+        migrations.run_before(serving.function, ingest.function, pipeline.function)
+
         # Grants: each role gets what its path needs, nothing more (tests/cdk asserts it).
         bucket = data.bucket
         api_role, ingest_role = serving.role, ingest.role
@@ -278,6 +303,7 @@ class LearnrecStack(Stack):
 
         self.serving, self.ingest, self.pipeline = serving, ingest, pipeline
         self.data, self.search, self.observability = data, search, observability
+        self.migrations = migrations
         for name, value, description in (
             ("ApiUrl", serving.url, "base URL of the recommendations API"),
             ("DataBucket", bucket.bucket_name, "events/, models/ and pipeline/ prefixes"),

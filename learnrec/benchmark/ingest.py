@@ -151,6 +151,9 @@ def run_ingest(
             "POWERTOOLS_LOG_LEVEL": "WARNING",
             "POWERTOOLS_SERVICE_NAME": "learnrec-ingest",
         }
+        from learnrec.storage.migrate import upgrade
+
+        upgrade(env["DATABASE_URL"])  # the schema, as the deployment's migration makes it
         with _environment(env):
             handler = load_handler()
             t = time.perf_counter()

@@ -625,11 +625,12 @@ def seed_database(
 ) -> None:
     """Profiles and recent history, which the recommend route reads on every request."""
     from learnrec.storage import CatalogStore, make_engine
+    from learnrec.storage.migrate import upgrade
 
     engine = make_engine(database_url)
     try:
+        upgrade(engine)
         store = CatalogStore(engine)
-        store.create_schema()
         store.upsert_learners(learners)
         store.record_history(
             (user, cid, kind, ts, weight)

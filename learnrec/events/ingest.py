@@ -37,6 +37,7 @@ from learnrec.events.stream import StreamRecord
 from learnrec.identity import UserIdHasher, user_id_hash_key
 from learnrec.schemas import Event, EventType
 from learnrec.storage import HistoryRow, IngestStore, make_engine
+from learnrec.storage.schema import require_schema
 from learnrec.storage.url import database_url
 
 logger = logging.getLogger(__name__)
@@ -283,7 +284,8 @@ def ingestor_from_settings(settings: Settings | None = None, session: Any = None
     bucket = settings.s3_bucket
     url = database_url(settings, session.client("secretsmanager"))
     store = IngestStore(make_engine(url, settings=settings))
-    store.create_schema()
+    # The deploy-time migration owns the schema; a cold start only checks it is there.
+    require_schema(store.engine)
 
     def spill(key: str, data: bytes) -> None:
         s3.put_object(Bucket=bucket, Key=key, Body=data)

@@ -181,6 +181,11 @@ class Demo:
         with paths["events"].open(encoding="utf-8") as handle:
             return [json.loads(line) for line in handle if line.strip()]
 
+    def migrate(self) -> None:
+        """The schema first, as a deployment does: the services only check for it."""
+        self._run_cli("db", "upgrade", "--database-url", self.options.database_url)
+        self.log(f"database schema migrated to head in {self.options.database_url}")
+
     def load_catalog(self) -> None:
         self._run_cli(
             "catalog", "load", "--data", str(self.options.out / "data"),
@@ -300,6 +305,7 @@ class Demo:
         self.start_local_aws()
         self.keys()
         events = self.sample_data()
+        self.migrate()
         self.load_catalog()
         self.start_services()
         accepted = self.send_events(events)

@@ -37,6 +37,7 @@ from learnrec.serving.model_store import ActiveModel, store_from_url
 from learnrec.serving.readiness import NotReadyError, Unready
 from learnrec.serving.recommender import ModelBundle, Recommender
 from learnrec.storage import CatalogStore, make_engine
+from learnrec.storage.schema import SchemaNotReadyError, require_schema
 from learnrec.storage.url import database_url
 
 
@@ -136,6 +137,13 @@ def _reachable_store(settings: Settings) -> CatalogStore | Unready:
     except Exception:
         engine.dispose()
         return Unready("database", "the database cannot be reached; retrying")
+    try:
+        # The deploy-time migration owns the schema (learnrec.storage.migrate); a cold
+        # start only checks it is there, and never creates it.
+        require_schema(engine)
+    except SchemaNotReadyError as error:
+        engine.dispose()
+        return Unready("database_schema", str(error))
     return CatalogStore(engine)
 
 
@@ -161,7 +169,6 @@ def build_context(settings: Settings | None = None) -> ServingContext:
 def _assemble(
     settings: Settings, store: CatalogStore, verifier: TokenVerifier, key: bytes
 ) -> ServingContext:
-    store.create_schema()
     models = store_from_url(settings.model_store)
     active = ActiveModel(
         models,

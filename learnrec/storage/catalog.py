@@ -94,7 +94,8 @@ class UTCDateTime(TypeDecorator[datetime]):
 
 
 class Base(DeclarativeBase):
-    """Metadata for the storage tables, separate so that `create_schema` creates only them."""
+    """Metadata for the storage tables: what the migrations (learnrec.storage.migrate) must
+    produce, and what tests compare the migrated database with."""
 
 
 class ContentItemRow(Base):
@@ -362,10 +363,6 @@ class CatalogStore:
                 f"use one of {sorted(self.SUPPORTED_DIALECTS)}"
             )
         self.engine = engine
-
-    def create_schema(self) -> None:
-        """Create missing tables; existing ones (and their data) are left alone."""
-        Base.metadata.create_all(self.engine)
 
     # -- catalog -------------------------------------------------------------------------
 

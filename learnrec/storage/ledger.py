@@ -90,9 +90,6 @@ class IngestStore:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
 
-    def create_schema(self) -> None:
-        Base.metadata.create_all(self.engine)
-
     def lookup(
         self, event_ids: Iterable[str], user_ids: Iterable[str]
     ) -> tuple[dict[str, str], set[str]]:

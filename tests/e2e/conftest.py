@@ -31,6 +31,7 @@ from learnrec.serving.auth import generate_key_pair
 from learnrec.serving.model_store import S3ModelStore, promote
 from learnrec.stages import MODELS_PREFIX, ResourceNames
 from learnrec.storage import CatalogStore, make_engine
+from learnrec.storage.migrate import upgrade
 
 CHROMIUM = Path("/usr/bin/chromium")
 # The flags issue 7 prescribes: no sandbox (containers), nothing that phones home.
@@ -100,7 +101,7 @@ def stack(
 
     database_url = f"sqlite:///{tmp_path / 'learnrec.db'}"
     store = CatalogStore(make_engine(database_url))
-    store.create_schema()
+    upgrade(store.engine)
     store.upsert_items(content_items(small_dataset.items))
     store.engine.dispose()
 

@@ -40,6 +40,7 @@ from learnrec.serving.model_store import S3ModelStore, promote
 from learnrec.serving.readiness import ContextLoader
 from learnrec.stages import LOCAL_ACCOUNT, LOCAL_REGION, MODELS_PREFIX, ResourceNames
 from learnrec.storage import CatalogStore, make_engine
+from learnrec.storage.migrate import upgrade
 
 
 @dataclass
@@ -146,7 +147,7 @@ def deployment(
     promote(models, version)
     database_url = f"sqlite:///{tmp_path / 'learnrec.db'}"
     store = CatalogStore(make_engine(database_url))
-    store.create_schema()
+    upgrade(store.engine)
     store.upsert_items(content_items(small_dataset.items))
     store.engine.dispose()
 

@@ -21,6 +21,7 @@ from learnrec.ranking.model import RankerParams
 from learnrec.serving.auth import generate_key_pair
 from learnrec.serving.model_store import LocalModelStore, promote
 from learnrec.storage import CatalogStore, make_engine
+from learnrec.storage.migrate import upgrade
 from learnrec.training.retrieval import RetrievalParams
 
 SMALL_RETRIEVAL = RetrievalParams(
@@ -83,7 +84,7 @@ def api(
     try:
         boto3.client("kinesis").create_stream(StreamName=STREAM, ShardCount=1)
         store = CatalogStore(make_engine(env["DATABASE_URL"]))
-        store.create_schema()
+        upgrade(store.engine)
         store.upsert_items(content_items(small_dataset.items))
         spec = importlib.util.spec_from_file_location(
             "api_handler", REPO / "functions" / "api" / "handler.py"

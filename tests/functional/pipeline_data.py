@@ -17,6 +17,7 @@ from learnrec.pipeline.definition import Mode
 from learnrec.pipeline.run import RunRequest
 from learnrec.stages import ResourceNames
 from learnrec.storage import CatalogStore, make_engine
+from learnrec.storage.migrate import upgrade
 
 WINDOW_END = datetime(2026, 9, 2, tzinfo=UTC)
 WINDOW_DAYS = 2.0
@@ -62,7 +63,7 @@ def archive_events(
 def catalog_database(path: Path, data: GeneratedData) -> str:
     url = f"sqlite:///{path}"
     store = CatalogStore(make_engine(url))
-    store.create_schema()
+    upgrade(store.engine)
     store.upsert_items(data.items)
     store.upsert_learners(data.learners)
     return url

@@ -25,6 +25,7 @@ from learnrec.serving.auth import generate_key_pair
 from learnrec.serving.model_store import LocalModelStore, promote
 from learnrec.stages import ResourceNames
 from learnrec.storage import CatalogStore, make_engine
+from learnrec.storage.migrate import upgrade
 
 
 class Live:
@@ -74,7 +75,7 @@ def live(
     }
     with _environment(env):
         store = CatalogStore(make_engine(env["DATABASE_URL"]))
-        store.create_schema()
+        upgrade(store.engine)
         store.upsert_items(content_items(small_dataset.items))
         spec = importlib.util.spec_from_file_location(
             "api_handler_live", REPO / "functions" / "api" / "handler.py"

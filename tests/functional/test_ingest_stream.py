@@ -26,6 +26,7 @@ from learnrec.identity import UserIdHasher, user_id_hash_key
 from learnrec.local.aws import LocalAws
 from learnrec.local.poller import KinesisPoller
 from learnrec.stages import ResourceNames
+from learnrec.storage.migrate import upgrade
 
 
 def queue_url(aws: LocalAws, names: ResourceNames) -> str:
@@ -55,6 +56,7 @@ def ingest_env(
         "KINESIS_STREAM_NAME": aws_names.events_stream,
         "POWERTOOLS_METRICS_NAMESPACE": "learnrec-test",
     }
+    upgrade(env["DATABASE_URL"])  # the deployment's migration, before the function runs
     with _environment(env):
         yield load_handler()
 

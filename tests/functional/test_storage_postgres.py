@@ -19,6 +19,7 @@ from sqlalchemy.exc import OperationalError
 from unit.test_storage import StorageContract
 
 from learnrec.storage import Base, CatalogStore, make_engine
+from learnrec.storage.migrate import upgrade
 
 pytestmark = pytest.mark.postgres
 
@@ -52,7 +53,7 @@ def pg_engine() -> Iterator[Engine]:
         POSTGRES_URL, connect_args={"connect_timeout": 5, "options": f"-csearch_path={schema}"}
     )
     try:
-        CatalogStore(engine).create_schema()
+        upgrade(engine)
         with engine.connect() as conn:  # guard: the tables really are in our schema
             assert conn.scalar(text("SELECT current_schema()")) == schema
         yield engine

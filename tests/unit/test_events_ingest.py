@@ -26,6 +26,7 @@ from learnrec.events.stream import StreamRecord, lambda_event, lambda_record, re
 from learnrec.identity import UserIdHasher, hash_user_id
 from learnrec.schemas import Event
 from learnrec.storage import CatalogStore, IngestStore, make_engine
+from learnrec.storage.migrate import upgrade
 
 KEY = b"unit-test-key"
 BUCKET = "events-bucket"
@@ -90,8 +91,8 @@ def env(tmp_path: Path) -> Iterator[Env]:
         sqs = boto3.client("sqs", region_name="us-east-1")
         queue_url = sqs.create_queue(QueueName="dlq")["QueueUrl"]
         engine = make_engine(f"sqlite:///{tmp_path / 'ingest.db'}")
+        upgrade(engine)
         store = IngestStore(engine)
-        store.create_schema()
 
         def spill(key: str, data: bytes) -> None:
             s3.put_object(Bucket=BUCKET, Key=key, Body=data)

@@ -24,6 +24,8 @@ from learnrec.storage import (
     HistoryRow,
     make_engine,
 )
+from learnrec.storage.migrate import upgrade
+from learnrec.storage.schema import HEAD
 
 T0 = datetime(2026, 1, 15, 12, 0, tzinfo=UTC)
 
@@ -263,10 +265,10 @@ class StorageContract:
         store.upsert_learners([Learner(user_id="ghost", level=2)])
         assert store.is_opted_out("ghost") is True
 
-    def test_create_schema_is_idempotent(self, store: CatalogStore) -> None:
+    def test_upgrading_again_keeps_the_data(self, store: CatalogStore) -> None:
         store.upsert_items([FULL_ITEM])
 
-        store.create_schema()
+        assert upgrade(store.engine) == HEAD
 
         assert store.get_item(FULL_ITEM.content_id) == FULL_ITEM
 
@@ -275,8 +277,8 @@ class TestSQLiteStorage(StorageContract):
     @pytest.fixture
     def store(self, tmp_path: Path) -> Iterator[CatalogStore]:
         engine = make_engine(f"sqlite:///{tmp_path / 'learnrec.db'}")
+        upgrade(engine)
         store = CatalogStore(engine)
-        store.create_schema()
         yield store
         engine.dispose()
 
@@ -332,7 +334,7 @@ def test_make_engine_sqlite_pragmas(tmp_path: Path) -> None:
 
 def test_make_engine_in_memory_sqlite() -> None:
     store = CatalogStore(make_engine("sqlite://"))
-    store.create_schema()
+    upgrade(store.engine)
 
     store.upsert_items([FULL_ITEM])
 

@@ -1,0 +1,1 @@
+"""The schema migration Lambda function (a folder of its own, as its code asset)."""

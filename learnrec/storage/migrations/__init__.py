@@ -1,0 +1,1 @@
+"""Alembic migration scripts of learnrec's tables (see learnrec.storage.migrate)."""

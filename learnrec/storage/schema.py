@@ -1,0 +1,59 @@
+"""Which schema revision a database is at, read without Alembic.
+
+Functions that only use the tables (the API, ingest) check the revision at cold start
+instead of creating tables: the schema belongs to the deploy-time migration
+(:mod:`learnrec.storage.migrate`), and a function that created or altered tables on its
+own would race the migration and other instances. This module needs SQLAlchemy alone,
+so those functions need not ship Alembic; ``tests/unit/test_migrations.py`` checks that
+:data:`REVISIONS` lists exactly the migration scripts' history.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import Connection, Engine, column, inspect, select, table
+
+# Every revision of learnrec's schema, oldest first; the last is what this code needs.
+REVISIONS: tuple[str, ...] = ("0001",)
+HEAD = REVISIONS[-1]
+VERSION_TABLE = "alembic_version"
+
+_VERSIONS = table(VERSION_TABLE, column("version_num"))
+UPGRADE_HINT = (
+    "run the schema migration: `learnrec db upgrade --database-url URL` locally, "
+    "the stack's migration function in AWS (it runs on every deployment)"
+)
+
+
+class SchemaNotReadyError(RuntimeError):
+    """The database's schema is missing or older than this code needs."""
+
+
+def database_revision(conn: Connection) -> str | None:
+    """The revision stamped in the database; None when it has no version table or row."""
+    if not inspect(conn).has_table(VERSION_TABLE):
+        return None
+    rows = conn.execute(select(_VERSIONS.c.version_num)).scalars().all()
+    if len(rows) > 1:  # learnrec's history is linear: two heads mean someone branched
+        raise SchemaNotReadyError(f"the database is stamped with several revisions: {sorted(rows)}")
+    return str(rows[0]) if rows else None
+
+
+def require_schema(engine: Engine) -> str:
+    """Return the database's revision, or raise :class:`SchemaNotReadyError` if it is too old.
+
+    A revision this code does not know is accepted: it comes from a newer release whose
+    migration already ran (during a canary, or after a rollback of the code), and
+    migrations keep the previous release working. Only a missing or older schema stops
+    a function from starting; it is never created here.
+    """
+    with engine.connect() as conn:
+        revision = database_revision(conn)
+    if revision is None:
+        raise SchemaNotReadyError(
+            f"the database has no learnrec schema (expected {HEAD}); {UPGRADE_HINT}"
+        )
+    if revision in REVISIONS[:-1]:
+        raise SchemaNotReadyError(
+            f"the database schema is at revision {revision}, this code needs {HEAD}; {UPGRADE_HINT}"
+        )
+    return revision
