@@ -120,6 +120,10 @@ class StageConfig:
     stage: StageName
     names: ResourceNames
     event_retention_days: int = 90
+    # How long Kinesis keeps records (24 h: the default, in the shard price; up to 8760).
+    # Prod keeps a week, so a record that was dead-lettered on a Friday night can still be
+    # read back and replayed from the stream after the weekend (RUNBOOK.md).
+    stream_retention_hours: int = 24
     kinesis_shards: int = 1
     api_throttle_rate: float = 100.0
     api_throttle_burst: int = 200
@@ -148,6 +152,7 @@ class StageConfig:
                 stage,
                 names,
                 kinesis_shards=2,
+                stream_retention_hours=7 * 24,
                 provisioned_concurrency=2,
                 opensearch_instances=2,
                 aurora_max_acu=16.0,

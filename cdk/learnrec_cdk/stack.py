@@ -82,6 +82,7 @@ class LearnrecStack(Stack):
             "Data",
             names=names,
             event_retention_days=config.event_retention_days,
+            stream_retention_hours=config.stream_retention_hours,
             kinesis_shards=config.kinesis_shards,
             aurora_min_acu=config.aurora_min_acu,
             aurora_max_acu=config.aurora_max_acu,
