@@ -138,6 +138,9 @@ class StageConfig:
     aurora_min_acu: float = 0.5
     aurora_max_acu: float = 4.0
     training_instance_type: str = "ml.m5.xlarge"
+    # Two zone names (e.g. to avoid a zone short of an instance type); empty: the
+    # region's first two, resolved by CloudFormation at deploy time.
+    availability_zones: tuple[str, ...] = ()
     alarms: Alarms = field(default_factory=Alarms)
     schedules: Schedules = field(default_factory=Schedules)
     schedules_enabled: bool = True

@@ -79,11 +79,15 @@ class Search(Construct):
             ),
         )
         zone_aware = instances > 1
+        # A single node lives in one subnet: the first data subnet, picked by position
+        # rather than by zone name (zones may be deploy-time Fn::GetAZs picks).
         subnets = (
             DATA_SUBNETS
             if zone_aware
             else ec2.SubnetSelection(
-                subnet_group_name="data", availability_zones=[vpc.availability_zones[0]]
+                subnets=vpc.select_subnets(
+                    subnet_group_name=DATA_SUBNETS.subnet_group_name
+                ).subnets[:1]
             )
         )
         self.domain = opensearch.Domain(

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from aws_cdk import CfnOutput, Environment, RemovalPolicy, Stack, Tags
+from aws_cdk import CfnOutput, Environment, Fn, RemovalPolicy, Stack, Tags
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
@@ -37,6 +37,9 @@ POWERTOOLS_NAMESPACE = "learnrec"
 FEATURE_FLAGS = {
     "@aws-cdk/aws-iam:minimizePolicies": True,
     "@aws-cdk/core:validateSnapshotRemovalPolicy": True,
+    # A function version's hash includes its layers' content, so a release that changes
+    # only a layer still publishes a new version, and CodeDeploy moves `live` onto it.
+    "@aws-cdk/aws-lambda:recognizeLayerVersion": True,
 }
 
 
@@ -55,6 +58,7 @@ class LearnrecStack(Stack):
         self, scope: Construct, construct_id: str, *, config: StageConfig, inputs: StackInputs
     ) -> None:
         names = config.names
+        self._config = config
         super().__init__(
             scope,
             construct_id,
@@ -270,9 +274,20 @@ class LearnrecStack(Stack):
 
     @property
     def availability_zones(self) -> list[str]:
-        """Two zones named after the region, so synth never looks them up in AWS.
+        """The stage's two zones: named in its config, else the region's first two.
 
-        An account may map zone names differently, but every region has ``a`` and
-        ``b``; override with explicit zones here if a stage must avoid one.
+        Without names they are ``Fn::GetAZs`` picks that CloudFormation resolves at deploy
+        time, so synth needs no AWS lookup and no zone name is guessed (zone names are
+        mapped per account, and not every account can use every zone). Computed once:
+        the subnets and the single-zone search selection must see the same strings.
         """
-        return [f"{self.region}a", f"{self.region}b"]
+        zones: list[str] | None = getattr(self, "_zones", None)
+        if zones is None:
+            configured = self._config.availability_zones
+            zones = (
+                list(configured)
+                if configured
+                else [Fn.select(index, Fn.get_azs()) for index in range(2)]
+            )
+            self._zones = zones
+        return zones
