@@ -86,6 +86,10 @@ class ResourceNames:
         return f"{self.prefix}-pipeline"
 
     @property
+    def search_security_function(self) -> str:
+        return f"{self.prefix}-search-security"
+
+    @property
     def model_store_url(self) -> str:
         """``MODEL_STORE`` for serving: the bundles' prefix in the data bucket."""
         return f"s3://{self.data_bucket}/{MODELS_PREFIX.rstrip('/')}"

@@ -29,9 +29,9 @@ class LambdaAssets:
     report: packaging.PackageReport
 
 
-def lambda_assets(out: Path, names: Iterable[str] = ("api", "ingest", "pipeline")) -> LambdaAssets:
-    """Build (or reuse) the named functions and their layers under ``out``."""
-    report = packaging.build(out, only=list(names))
+def lambda_assets(out: Path, names: Iterable[str] | None = None) -> LambdaAssets:
+    """Build (or reuse) the named functions (default: all of them) and their layers."""
+    report = packaging.build(out, only=list(packaging.FUNCTIONS if names is None else names))
     functions = {
         f.name: FunctionAsset(f.name, Path(f.path), f.handler, tuple(f.layers))
         for f in report.functions

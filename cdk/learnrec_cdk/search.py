@@ -1,14 +1,16 @@
 """The OpenSearch domain serving k-NN candidates, inside the VPC.
 
 k-NN is a plugin every OpenSearch domain carries; indexes opt in with ``index.knn``
-(``learnrec.retrieval.opensearch_index``). Fine-grained access control maps IAM roles
-to OpenSearch roles: the pipeline's job role is the master user (it creates a new index
-per model version and swaps the alias), the serving role may only search the alias.
+(``learnrec.retrieval.opensearch_index``). Fine-grained access control (FGAC) is on:
+IAM lets a role reach the domain, FGAC decides what it may do there. Its master user is
+:attr:`Search.admin_role`, a role of its own that no function or job runs as; the stack's
+custom resource (:mod:`learnrec_cdk.search_security`) signs as it to map the serving,
+job and pipeline roles to narrow OpenSearch roles (:mod:`learnrec.search_security`).
 """
 
 from __future__ import annotations
 
-from aws_cdk import RemovalPolicy, Stack
+from aws_cdk import Duration, RemovalPolicy, Stack
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_logs as logs
@@ -36,12 +38,26 @@ class Search(Construct):
         volume_gb: int,
         vpc: ec2.IVpc,
         app_security_group: ec2.ISecurityGroup,
-        admin_role: iam.IRole,
         log_retention: logs.RetentionDays,
         removal_policy: RemovalPolicy,
     ) -> None:
         super().__init__(scope, construct_id)
         self.alias = alias
+        # The master user. Operators in the account assume it for what the roles below
+        # may not do (reindexing by hand, reading the security configuration):
+        #   aws sts assume-role --role-session-name "$USER" --role-arn "$(aws
+        #     cloudformation describe-stacks --stack-name learnrec-<stage> --query
+        #     "Stacks[0].Outputs[?OutputKey=='SearchAdminRoleArn'].OutputValue" --output text)"
+        # and sign requests with the credentials it returns (e.g. awscurl --service es),
+        # from inside the VPC. The trust names the account, so an operator also needs
+        # sts:AssumeRole on this role in their own IAM policy: nobody gets it by default.
+        self.admin_role = iam.Role(
+            self,
+            "AdminRole",
+            assumed_by=iam.AccountRootPrincipal(),
+            description="learnrec OpenSearch master user: security configuration, operators",
+            max_session_duration=Duration.hours(1),
+        )
         security_group = ec2.SecurityGroup(
             self,
             "SecurityGroup",
@@ -113,7 +129,7 @@ class Search(Construct):
             enforce_https=True,
             tls_security_policy=opensearch.TLSSecurityPolicy.TLS_1_2,
             fine_grained_access_control=opensearch.AdvancedSecurityOptions(
-                master_user_arn=admin_role.role_arn
+                master_user_arn=self.admin_role.role_arn
             ),
             logging=opensearch.LoggingOptions(
                 app_log_enabled=True,
@@ -137,6 +153,8 @@ class Search(Construct):
         if not zone_aware:
             # One node by the stage's choice (dev/staging); serving falls back to faiss.
             acknowledge(self.domain, "OS7", "single-node stage; faiss is the fallback")
+
+        self.grant_admin(self.admin_role)
 
     @property
     def endpoint(self) -> str:

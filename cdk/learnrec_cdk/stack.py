@@ -28,6 +28,7 @@ from .nag import acknowledge_prefix_grant
 from .network import Network
 from .observability import Observability, Thresholds
 from .search import Search
+from .search_security import SearchSecurity
 from .serving import Serving
 from .training import DLC_ACCOUNTS, DLC_DEFAULT_ACCOUNT, TRAINING_REPOSITORY, JobRole, Pipeline
 
@@ -114,7 +115,6 @@ class LearnrecStack(Stack):
             volume_gb=20,
             vpc=vpc,
             app_security_group=app_sg,
-            admin_role=jobs.role,
             log_retention=retention,
             removal_policy=removal,
         )
@@ -226,6 +226,22 @@ class LearnrecStack(Stack):
         data.stream.grant_write(api_role)
         search.grant_query(api_role)
         search.grant_admin(jobs.role)
+        search.grant_admin(pipeline.role)  # promote and rollback swap the alias
+        # What each role may do inside the domain (FGAC), mapped by the stack itself.
+        SearchSecurity(
+            self,
+            "SearchSecurity",
+            search=search,
+            asset=functions["search_security"],
+            layers=[layers[name] for name in functions["search_security"].layers],
+            function_name=names.search_security_function,
+            search_roles=[api_role],
+            indexer_roles=[jobs.role, pipeline.role],
+            vpc=vpc,
+            security_group=app_sg,
+            log_retention=retention,
+            removal_policy=removal,
+        )
         for role in (api_role, ingest_role, pipeline.role, jobs.role):
             data.database_secret.grant_read(role)
             data.user_id_hash_secret.grant_read(role)
@@ -265,6 +281,7 @@ class LearnrecStack(Stack):
             ("DeadLetterQueueUrl", data.dead_letter_queue.queue_url, "unprocessable events"),
             ("StateMachineArn", pipeline.state_machine.state_machine_arn, "retraining"),
             ("OpenSearchEndpoint", search.endpoint, "k-NN item index (inside the VPC)"),
+            ("SearchAdminRoleArn", search.admin_role.role_arn, "OpenSearch master user"),
             ("DatabaseSecretArn", data.database_secret.secret_arn, "Aurora credentials"),
             ("JwtSecretArn", data.jwt_secret.secret_arn, "put the JWKS here"),
             ("AlarmTopicArn", observability.topic.topic_arn, "subscribe on-call here"),
