@@ -42,6 +42,7 @@ readable reason on failure, so a stack never waits an hour for a silent handler.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import urllib.request
@@ -99,6 +100,13 @@ def role_bodies(index_pattern: str) -> dict[str, dict[str, Any]]:
             ],
         },
     }
+
+
+def roles_digest(index_pattern: str) -> str:
+    """A digest of the role bodies: a stack property, so that changing a role's
+    permissions here changes the resource and CloudFormation runs an Update."""
+    text = json.dumps(role_bodies(index_pattern), sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 @dataclass(frozen=True)

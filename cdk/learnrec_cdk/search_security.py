@@ -20,7 +20,7 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
-from learnrec.search_security import INDEXER_ROLE, SEARCH_ROLE
+from learnrec.search_security import INDEXER_ROLE, SEARCH_ROLE, roles_digest
 
 from .assets import FunctionAsset
 from .functions import LearnrecFunction
@@ -74,6 +74,9 @@ class SearchSecurity(Construct):
                 "Endpoint": search.endpoint,
                 "AdminRoleArn": search.admin_role.role_arn,
                 "IndexPattern": f"{search.alias}*",
+                # The handler's code is not a property: without this, a change to the
+                # roles' permissions alone would never reach the domain.
+                "RolesDigest": roles_digest(f"{search.alias}*"),
                 "Mappings": {
                     SEARCH_ROLE: [role.role_arn for role in search_roles],
                     INDEXER_ROLE: [role.role_arn for role in indexer_roles],

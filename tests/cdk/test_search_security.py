@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from learnrec.search_security import INDEXER_ROLE, SEARCH_ROLE
+from learnrec.search_security import INDEXER_ROLE, SEARCH_ROLE, roles_digest
 
 from .conftest import ACCOUNT, Synthesized
 from .test_least_privilege import role_statements
@@ -48,6 +48,8 @@ def test_the_custom_resource_maps_exactly_the_stacks_roles(each_stage: Synthesiz
     jobs = _role_arn(_only(each_stage, "AWS::IAM::Role", "JobsRole"))
     assert props["Mappings"] == {SEARCH_ROLE: [api], INDEXER_ROLE: [jobs, pipeline]}
     assert props["IndexPattern"] == f"{names.opensearch_alias}*"
+    # A change to the roles' permissions changes the resource, so it is applied.
+    assert props["RolesDigest"] == roles_digest(props["IndexPattern"])
     domain = _only(each_stage, "AWS::OpenSearchService::Domain", "Domain")
     assert props["Endpoint"] == {
         "Fn::Join": ["", ["https://", {"Fn::GetAtt": [domain, "DomainEndpoint"]}]]

@@ -26,6 +26,7 @@ from learnrec.search_security import (
     handle,
     put_response,
     role_bodies,
+    roles_digest,
 )
 from unit.opensearch_recorder import FakeCluster, Recorded, make_client
 
@@ -89,6 +90,7 @@ def _properties(indexers: list[str] | None = None) -> dict[str, Any]:
         "Endpoint": ENDPOINT,
         "AdminRoleArn": ADMIN,
         "IndexPattern": f"{ALIAS}*",
+        "RolesDigest": roles_digest(f"{ALIAS}*"),
         "Mappings": {SEARCH_ROLE: [API], INDEXER_ROLE: indexers or [JOBS, PIPELINE]},
     }
 
