@@ -45,6 +45,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import time
 import urllib.request
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -74,6 +75,13 @@ INDEXER_ACTIONS = (
 INDEXER_CLUSTER_ACTIONS = ("indices:data/write/bulk",)
 # GET _alias/<name> names no index: evaluated against all of them (see module docstring).
 ALIAS_LOOKUP = {"index_patterns": ["*"], "allowed_actions": ["indices:admin/aliases/get"]}
+# Seconds between attempts of one call (90 s in all: enough for a fresh domain's
+# security index to come up; the function's timeout allows for it on every call).
+RETRY_DELAYS = (2.0, 4.0, 8.0, 16.0, 30.0, 30.0)
+RETRY_STATUS = frozenset({429, 502, 503, 504})
+REQUEST_TIMEOUT_S = 10.0
+
+Sleep = Callable[[float], None]
 
 
 class SecurityApiError(RuntimeError):
@@ -149,30 +157,53 @@ def _path(kind: str, name: str) -> str:
 
 
 def _request(
-    client: Any, method: str, path: str, body: Any = None, *, missing_ok: bool = False
+    client: Any,
+    method: str,
+    path: str,
+    body: Any = None,
+    *,
+    missing_ok: bool = False,
+    sleep: Sleep = time.sleep,
 ) -> Any:
     """One security API call; a refusal becomes a SecurityApiError naming call and reason.
 
-    ``missing_ok``: a 404 (the entity is already gone) is success, for deletes.
+    A new domain answers 503 ("OpenSearch Security not initialized.") for a while after
+    CloudFormation reports it created; that, throttling, gateway errors and connection
+    failures are retried after :data:`RETRY_DELAYS`. ``missing_ok``: a 404 (the entity
+    is already gone) is success, for deletes.
     """
     from opensearchpy.exceptions import ConnectionError as Unreachable
     from opensearchpy.exceptions import NotFoundError, OpenSearchException, TransportError
 
-    try:
-        return client.transport.perform_request(method, path, body=body)
-    except NotFoundError as error:
-        if missing_ok:
-            logger.info("%s %s: already absent", method, path)
-            return None
-        raise SecurityApiError(f"{method} {path} answered 404: {_explain(error.info)}") from error
-    except Unreachable as error:
-        raise SecurityApiError(f"{method} {path}: domain not reachable ({error})") from error
-    except TransportError as error:
-        raise SecurityApiError(
-            f"{method} {path} answered {error.status_code}: {_explain(error.info)}"
-        ) from error
-    except OpenSearchException as error:
-        raise SecurityApiError(f"{method} {path} failed: {error}") from error
+    for delay in (*RETRY_DELAYS, None):
+        try:
+            return client.transport.perform_request(method, path, body=body)
+        except NotFoundError as error:
+            if missing_ok:
+                logger.info("%s %s: already absent", method, path)
+                return None
+            raise SecurityApiError(
+                f"{method} {path} answered 404: {_explain(error.info)}"
+            ) from error
+        except Unreachable as error:
+            if delay is None:
+                raise SecurityApiError(
+                    f"{method} {path}: domain not reachable ({error})"
+                ) from error
+            logger.warning("%s %s: domain not reachable, retrying in %ss", method, path, delay)
+        except TransportError as error:
+            if delay is None or error.status_code not in RETRY_STATUS:
+                raise SecurityApiError(
+                    f"{method} {path} answered {error.status_code}: {_explain(error.info)}"
+                ) from error
+            logger.warning(
+                "%s %s answered %s, retrying in %ss", method, path, error.status_code, delay
+            )
+        except OpenSearchException as error:
+            raise SecurityApiError(f"{method} {path} failed: {error}") from error
+        assert delay is not None  # the last attempt returned or raised above
+        sleep(delay)
+    raise AssertionError("unreachable: the last attempt returns or raises")
 
 
 def _explain(info: Any) -> str:
@@ -188,10 +219,10 @@ def _explain(info: Any) -> str:
     return str(info)
 
 
-def apply(client: Any, desired: Desired) -> None:
+def apply(client: Any, desired: Desired, sleep: Sleep = time.sleep) -> None:
     """Put both roles, then their mappings (the plugin refuses a mapping of a missing role)."""
     for name, body in role_bodies(desired.index_pattern).items():
-        _request(client, "PUT", _path("roles", name), body)
+        _request(client, "PUT", _path("roles", name), body, sleep=sleep)
     for name, arns in sorted(desired.mappings.items()):
         _request(
             client,
@@ -203,15 +234,16 @@ def apply(client: Any, desired: Desired) -> None:
                 "hosts": [],
                 "users": [],
             },
+            sleep=sleep,
         )
 
 
-def remove(client: Any, desired: Desired) -> None:
+def remove(client: Any, desired: Desired, sleep: Sleep = time.sleep) -> None:
     """Delete the mappings, then the roles; already absent counts as removed."""
     for name in sorted(desired.mappings):
-        _request(client, "DELETE", _path("rolesmapping", name), missing_ok=True)
+        _request(client, "DELETE", _path("rolesmapping", name), missing_ok=True, sleep=sleep)
     for name in sorted(role_bodies(desired.index_pattern)):
-        _request(client, "DELETE", _path("roles", name), missing_ok=True)
+        _request(client, "DELETE", _path("roles", name), missing_ok=True, sleep=sleep)
 
 
 ClientFactory = Callable[[Desired], Any]
@@ -219,7 +251,10 @@ Responder = Callable[[str, dict[str, Any]], None]
 
 
 def handle(
-    event: Mapping[str, Any], client_for: ClientFactory, respond: Responder
+    event: Mapping[str, Any],
+    client_for: ClientFactory,
+    respond: Responder,
+    sleep: Sleep = time.sleep,
 ) -> dict[str, Any]:
     """Carry out one CloudFormation request and answer it; returns the answer sent.
 
@@ -235,10 +270,10 @@ def handle(
         if request_type == "Delete":
             if not physical_id.startswith(CREATE_FAILED_PREFIX):
                 desired = Desired.from_properties(event.get("ResourceProperties", {}))
-                remove(client_for(desired), desired)
+                remove(client_for(desired), desired, sleep)
         elif request_type in ("Create", "Update"):
             desired = Desired.from_properties(event.get("ResourceProperties", {}))
-            apply(client_for(desired), desired)
+            apply(client_for(desired), desired, sleep)
             # One domain, one set of roles: a new endpoint (replaced domain) is a new
             # resource, and CloudFormation then deletes the old one's roles.
             physical_id = f"learnrec-search-security:{desired.endpoint}"
@@ -282,7 +317,7 @@ def put_response(url: str, answer: dict[str, Any], timeout: float = 30.0) -> Non
         response.read()
 
 
-def admin_client(desired: Desired, region: str, timeout: float = 10.0) -> Any:
+def admin_client(desired: Desired, region: str, timeout: float = REQUEST_TIMEOUT_S) -> Any:
     """An OpenSearch client signing as the admin (master user) role, assumed via STS."""
     import boto3
     from botocore.credentials import Credentials
@@ -304,6 +339,5 @@ def admin_client(desired: Desired, region: str, timeout: float = 10.0) -> Any:
         verify_certs=True,
         connection_class=RequestsHttpConnection,
         timeout=timeout,
-        max_retries=2,
-        retry_on_timeout=True,
+        max_retries=0,  # _request retries, with delays
     )

@@ -55,9 +55,10 @@ class SearchSecurity(Construct):
             function_name=function_name,
             description="learnrec: OpenSearch roles and role mappings (custom resource)",
             memory_mb=256,
-            # Four security API calls with bounded retries, well inside; the handler
-            # answers CloudFormation itself, failures included.
-            timeout=Duration.minutes(5),
+            # Four security API calls, each at most 7 attempts of 10 s plus 90 s of
+            # waits (learnrec.search_security.RETRY_DELAYS): under 11 minutes even if
+            # every call exhausts its retries, so the handler always gets to answer.
+            timeout=Duration.minutes(15),
             environment={"POWERTOOLS_SERVICE_NAME": "search-security"},
             vpc=vpc,
             security_group=security_group,

@@ -5,7 +5,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from learnrec.search_security import INDEXER_ROLE, SEARCH_ROLE, roles_digest
+from learnrec.search_security import (
+    INDEXER_ROLE,
+    REQUEST_TIMEOUT_S,
+    RETRY_DELAYS,
+    SEARCH_ROLE,
+    roles_digest,
+)
 
 from .conftest import ACCOUNT, Synthesized
 from .test_least_privilege import role_statements
@@ -98,6 +104,9 @@ def test_the_handler_runs_in_the_app_subnets_and_may_assume_only_the_admin_role(
     ((function_id, function),) = functions.items()
     assert props["ServiceToken"] == {"Fn::GetAtt": [function_id, "Arn"]}
     assert function["Runtime"] == "python3.12"
+    # Four calls that each exhaust their retries still leave time to answer CloudFormation.
+    attempts = len(RETRY_DELAYS) + 1
+    assert function["Timeout"] > 4 * (attempts * REQUEST_TIMEOUT_S + sum(RETRY_DELAYS)) + 30
     subnets = [ref["Ref"] for ref in function["VpcConfig"]["SubnetIds"]]
     assert subnets and all("appSubnet" in subnet for subnet in subnets)
 

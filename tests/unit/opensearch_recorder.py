@@ -49,6 +49,9 @@ class FakeCluster:
         default_factory=lambda: {"roles": {}, "rolesmapping": {}}
     )
     security_refusal: tuple[int, str] | None = None
+    # How many security API calls to answer 503 first, as a domain whose security index
+    # is not up yet does ("OpenSearch Security not initialized.").
+    security_unavailable: int = 0
 
 
 def ip_to_score(ip: float) -> float:
@@ -179,7 +182,14 @@ def _delete_index(cluster: FakeCluster, name: str) -> tuple[int, dict[str, Any]]
 
 def _plugin_answer(status: int, message: str) -> tuple[int, dict[str, Any]]:
     """The security plugin's answer shape (Responses.payload): status name and message."""
-    names = {200: "OK", 201: "CREATED", 400: "BAD_REQUEST", 403: "FORBIDDEN", 404: "NOT_FOUND"}
+    names = {
+        200: "OK",
+        201: "CREATED",
+        400: "BAD_REQUEST",
+        403: "FORBIDDEN",
+        404: "NOT_FOUND",
+        503: "SERVICE_UNAVAILABLE",
+    }
     return status, {"status": names.get(status, str(status)), "message": message}
 
 
@@ -189,6 +199,9 @@ def _security(
     """``_plugins/_security/api/{roles,rolesmapping}/<name>``: PUT, GET and DELETE."""
     if cluster.security_refusal is not None:
         return _plugin_answer(*cluster.security_refusal)
+    if cluster.security_unavailable > 0:
+        cluster.security_unavailable -= 1
+        return _plugin_answer(503, "OpenSearch Security not initialized.")
     if kind not in cluster.security:
         return _plugin_answer(400, f"unsupported security API {kind}")
     entities = cluster.security[kind]

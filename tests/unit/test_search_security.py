@@ -21,6 +21,7 @@ from learnrec.retrieval.opensearch_index import OpenSearchIndex
 from learnrec.search_security import (
     CREATE_FAILED_PREFIX,
     INDEXER_ROLE,
+    RETRY_DELAYS,
     SEARCH_ROLE,
     Desired,
     handle,
@@ -108,14 +109,19 @@ def _event(request_type: str, url: str, **extra: Any) -> dict[str, Any]:
     }
 
 
-def _run(event: dict[str, Any], cluster: FakeCluster) -> dict[str, Any]:
+def _run(
+    event: dict[str, Any], cluster: FakeCluster, slept: list[float] | None = None
+) -> dict[str, Any]:
     seen: list[Desired] = []
 
     def client_for(desired: Desired) -> OpenSearch:
         seen.append(desired)
         return make_client(cluster)
 
-    answer = handle(event, client_for, put_response)
+    delays = [] if slept is None else slept
+    answer = handle(event, client_for, put_response, sleep=delays.append)
+    if slept is None:
+        assert delays == []  # no retries unless the test expects them
     if seen:
         assert seen[0].admin_role_arn == ADMIN and seen[0].endpoint == ENDPOINT
     return answer
@@ -244,13 +250,30 @@ def test_an_unreachable_domain_fails_with_a_reason_too(
     cluster: FakeCluster, answers: Answers
 ) -> None:
     cluster.down = True
-    answer = _run(_event("Update", answers.url, PhysicalResourceId="p"), cluster)
+    slept: list[float] = []
+    answer = _run(_event("Update", answers.url, PhysicalResourceId="p"), cluster, slept)
+    # Tried again after each delay, then given up with the reason.
+    assert slept == list(RETRY_DELAYS)
+    assert _calls(cluster) == [("PUT", f"{BASE}/roles/learnrec_search")] * (len(slept) + 1)
     assert answer["Status"] == "FAILED"
     assert (
         "PUT /_plugins/_security/api/roles/learnrec_search: domain not reachable"
         in (answer["Reason"])
     )
     assert answer["PhysicalResourceId"] == "p"  # an Update keeps its resource
+
+
+def test_a_domain_whose_security_is_not_up_yet_is_waited_for(
+    cluster: FakeCluster, answers: Answers
+) -> None:
+    cluster.security_unavailable = 2
+    slept: list[float] = []
+    answer = _run(_event("Create", answers.url), cluster, slept)
+    assert slept == list(RETRY_DELAYS[:2])
+    assert _calls(cluster)[:3] == [("PUT", f"{BASE}/roles/learnrec_search")] * 3
+    assert len(cluster.requests) == 3 + 3  # then the other role and both mappings
+    assert answer["Status"] == "SUCCESS"
+    assert set(cluster.security["rolesmapping"]) == {SEARCH_ROLE, INDEXER_ROLE}
 
 
 @pytest.mark.parametrize(
