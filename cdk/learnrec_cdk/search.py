@@ -20,7 +20,8 @@ from constructs import Construct
 from .nag import acknowledge, arn_ref
 from .network import DATA_SUBNETS
 
-# HTTP methods a k-NN query needs: POST <alias>/_search (GET/HEAD for health checks).
+# HTTP methods the API sends: POST <alias>/_search and _count, GET _alias/<alias> and
+# POST _aliases (promote, rollback); HEAD for health checks.
 QUERY_ACTIONS = ["es:ESHttpGet", "es:ESHttpHead", "es:ESHttpPost"]
 # Index building: create/delete versioned indexes, bulk load, alias swap.
 ADMIN_ACTIONS = [*QUERY_ACTIONS, "es:ESHttpPut", "es:ESHttpDelete", "es:ESHttpPatch"]
@@ -161,11 +162,14 @@ class Search(Construct):
         return f"https://{self.domain.domain_endpoint}"
 
     def grant_query(self, role: iam.IRole) -> None:
-        """Search the serving alias and the versioned indexes behind it, nothing else."""
+        """Search the serving alias and the versioned indexes behind it, and move the
+        alias (promote and rollback through the API: ``GET _alias/<alias>``, ``POST
+        _aliases``); what FGAC lets it do there is the ``learnrec_search`` role."""
+        arn = self.domain.domain_arn
         iam.Grant.add_to_principal(
             grantee=role,
             actions=QUERY_ACTIONS,
-            resource_arns=[f"{self.domain.domain_arn}/{self.alias}*"],
+            resource_arns=[f"{arn}/{self.alias}*", f"{arn}/_alias/{self.alias}", f"{arn}/_aliases"],
         )
         # Index names are versioned (<alias>-<version>); the alias prefix is the boundary.
         acknowledge(

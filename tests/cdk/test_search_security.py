@@ -3,7 +3,11 @@ roles the custom resource maps to which OpenSearch role, and how it runs."""
 
 from __future__ import annotations
 
+import json
+from fnmatch import fnmatchcase
 from typing import Any
+
+from unit.test_search_security import api_requests, indexer_requests
 
 from learnrec.search_security import (
     INDEXER_ROLE,
@@ -14,7 +18,7 @@ from learnrec.search_security import (
 )
 
 from .conftest import ACCOUNT, Synthesized
-from .test_least_privilege import role_statements
+from .test_least_privilege import _listify, role_statements
 
 
 def _function_role(synth: Synthesized, function_name: str) -> dict[str, Any]:
@@ -118,3 +122,57 @@ def test_the_handler_runs_in_the_app_subnets_and_may_assume_only_the_admin_role(
     ]
     es = [s for s in role_statements(prod, role_id) if "es:" in str(s["Action"])]
     assert es == []  # it signs as the admin role, never as itself
+
+
+# ------------------------------------------------------------------ IAM: reaching the domain
+
+
+def _render(value: Any, domain: str) -> Any:
+    """A policy resource as text, the domain's ARN written ``arn:DOMAIN``."""
+    if isinstance(value, str):
+        return value
+    if value == {"Fn::GetAtt": [domain, "Arn"]}:
+        return "arn:DOMAIN"
+    if isinstance(value, dict) and "Fn::Join" in value:
+        separator, parts = value["Fn::Join"]
+        return separator.join(str(_render(part, domain)) for part in parts)
+    return json.dumps(value)  # another resource's ARN: never matches a domain path
+
+
+def _es_allows(synth: Synthesized, role_id: str, method: str, path: str) -> bool:
+    domain = _only(synth, "AWS::OpenSearchService::Domain", "Domain")
+    action = f"es:ESHttp{method.capitalize()}"
+    for statement in role_statements(synth, role_id):
+        actions = _listify(statement["Action"])
+        resources = [_render(r, domain) for r in _listify(statement["Resource"])]
+        if any(fnmatchcase(action, a) for a in actions) and any(
+            fnmatchcase(f"arn:DOMAIN{path}", r) for r in resources
+        ):
+            return True
+    return False
+
+
+def _role_id(role_arn: dict[str, Any]) -> str:
+    return str(role_arn["Fn::GetAtt"][0])
+
+
+def test_iam_lets_each_role_send_exactly_its_requests(prod: Synthesized) -> None:
+    """The requests learnrec sends (recorded from the adapter) pass IAM for their roles;
+    the api role cannot create or delete indexes, nor touch the security plugin."""
+    names = prod.config.names
+    api = _role_id(_function_role(prod, names.api_function))
+    pipeline = _role_id(_function_role(prod, names.pipeline_function))
+    jobs = _only(prod, "AWS::IAM::Role", "JobsRole")
+    for request in api_requests():
+        assert _es_allows(prod, api, request.method, request.path), (request.method, request.path)
+    for role in (jobs, pipeline):
+        for request in indexer_requests():
+            assert _es_allows(prod, role, request.method, request.path), (role, request.path)
+    # A POST _bulk looks like a POST _search to IAM: FGAC's learnrec_search refuses it.
+    for method, path in (
+        ("PUT", "/learnrec-items-v9"),
+        ("DELETE", "/learnrec-items-v1"),
+        ("PUT", "/_plugins/_security/api/roles/learnrec_search"),
+        ("POST", "/other-index/_search"),
+    ):
+        assert not _es_allows(prod, api, method, path), (method, path)

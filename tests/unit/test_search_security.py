@@ -363,7 +363,7 @@ def _items() -> list[IndexedItem]:
     ]
 
 
-def _indexer_requests() -> list[Recorded]:
+def indexer_requests() -> list[Recorded]:
     """What the jobs and the pipeline send: build two versions, swap, clean up, check."""
     cluster = FakeCluster()
     client = make_client(cluster)
@@ -378,7 +378,7 @@ def _indexer_requests() -> list[Recorded]:
     return cluster.requests
 
 
-def _api_requests() -> list[Recorded]:
+def api_requests() -> list[Recorded]:
     """What the API sends: filtered k-NN search, and promote/rollback's alias swap."""
     cluster = FakeCluster()
     client = make_client(cluster)
@@ -396,7 +396,7 @@ def _api_requests() -> list[Recorded]:
 
 @pytest.mark.parametrize(
     ("role_name", "requests"),
-    [(SEARCH_ROLE, _api_requests), (INDEXER_ROLE, _indexer_requests)],
+    [(SEARCH_ROLE, api_requests), (INDEXER_ROLE, indexer_requests)],
 )
 def test_each_role_allows_every_request_of_its_users_and_nothing_unused(
     role_name: str, requests: Any
