@@ -28,6 +28,22 @@ ADMIN_ACTIONS = [*QUERY_ACTIONS, "es:ESHttpPut", "es:ESHttpDelete", "es:ESHttpPa
 
 
 class Search(Construct):
+    """The domain, its log groups and :attr:`admin_role`, its master user.
+
+    Nothing runs as the admin role but the search security custom resource; operators
+    in the account assume it for what the stack's OpenSearch roles may not do
+    (reindexing by hand, reading or repairing the security configuration)::
+
+        aws sts assume-role --role-session-name "$USER" --role-arn "$(aws cloudformation
+          describe-stacks --stack-name learnrec-<stage> --query
+          "Stacks[0].Outputs[?OutputKey=='SearchAdminRoleArn'].OutputValue" --output text)"
+
+    then sign requests with the returned credentials for service ``es`` (e.g. ``awscurl
+    --service es``) from inside the VPC, the domain being VPC-only (SSM port forwarding
+    through a host in the app subnets). The role trusts the account, not everyone in
+    it: an operator's own IAM policy must allow ``sts:AssumeRole`` on this role.
+    """
+
     def __init__(
         self,
         scope: Construct,
@@ -44,14 +60,7 @@ class Search(Construct):
     ) -> None:
         super().__init__(scope, construct_id)
         self.alias = alias
-        # The master user. Operators in the account assume it for what the roles below
-        # may not do (reindexing by hand, reading the security configuration):
-        #   aws sts assume-role --role-session-name "$USER" --role-arn "$(aws
-        #     cloudformation describe-stacks --stack-name learnrec-<stage> --query
-        #     "Stacks[0].Outputs[?OutputKey=='SearchAdminRoleArn'].OutputValue" --output text)"
-        # and sign requests with the credentials it returns (e.g. awscurl --service es),
-        # from inside the VPC. The trust names the account, so an operator also needs
-        # sts:AssumeRole on this role in their own IAM policy: nobody gets it by default.
+        # The master user (see the class docstring for how operators use it).
         self.admin_role = iam.Role(
             self,
             "AdminRole",
