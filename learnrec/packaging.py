@@ -149,6 +149,10 @@ FUNCTIONS: dict[str, FunctionSpec] = {
     "pipeline": FunctionSpec(
         "pipeline", "functions/pipeline", "handler.handler", ("base", "numpy", "web")
     ),
+    # The stack's OpenSearch security custom resource: opensearch-py is in "web".
+    "search_security": FunctionSpec(
+        "search_security", "functions/search_security", "handler.handler", ("base", "web")
+    ),
 }
 
 

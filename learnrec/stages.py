@@ -97,6 +97,10 @@ class ResourceNames:
         return f"{self.prefix}-migrate"
 
     @property
+    def search_security_function(self) -> str:
+        return f"{self.prefix}-search-security"
+
+    @property
     def model_store_url(self) -> str:
         """``MODEL_STORE`` for serving: the bundles' prefix in the data bucket."""
         return f"s3://{self.data_bucket}/{MODELS_PREFIX.rstrip('/')}"
@@ -157,6 +161,10 @@ class StageConfig:
     stage: StageName
     names: ResourceNames
     event_retention_days: int = 90
+    # How long Kinesis keeps records (24 h: the default, in the shard price; up to 8760).
+    # Prod keeps a week, so a record that was dead-lettered on a Friday night can still be
+    # read back and replayed from the stream after the weekend (RUNBOOK.md).
+    stream_retention_hours: int = 24
     kinesis_shards: int = 1
     api_throttle_rate: float = 100.0
     api_throttle_burst: int = 200
@@ -176,6 +184,9 @@ class StageConfig:
     # one stage is refused by the others. None: the defaults of :attr:`token_issuer`.
     jwt_issuer: str | None = None
     jwt_audience: str | None = None
+    # Two zone names (e.g. to avoid a zone short of an instance type); empty: the
+    # region's first two, resolved by CloudFormation at deploy time.
+    availability_zones: tuple[str, ...] = ()
     alarms: Alarms = field(default_factory=Alarms)
     schedules: Schedules = field(default_factory=Schedules)
     schedules_enabled: bool = True
@@ -201,6 +212,7 @@ class StageConfig:
                 stage,
                 names,
                 kinesis_shards=2,
+                stream_retention_hours=7 * 24,
                 provisioned_concurrency=2,
                 opensearch_instances=2,
                 aurora_max_acu=16.0,

@@ -42,6 +42,7 @@ class Data(Construct):
         *,
         names: ResourceNames,
         event_retention_days: int,
+        stream_retention_hours: int,
         kinesis_shards: int,
         aurora_min_acu: float,
         aurora_max_acu: float,
@@ -83,8 +84,10 @@ class Data(Construct):
                     prefix=EVENTS_PREFIX,
                     expiration=Duration.days(event_retention_days),
                     # Versioning would otherwise keep "deleted" events: retention means gone.
+                    # The delete markers this leaves behind are removed by the same Days
+                    # expiration once old enough; S3 rejects ExpiredObjectDeleteMarker (even
+                    # false) next to Days or Date, so the rule must not carry it.
                     noncurrent_version_expiration=Duration.days(1),
-                    expired_object_delete_marker=False,
                 ),
                 s3.LifecycleRule(
                     # Payloads of dead letters too big for SQS: kept as long as the queue
@@ -120,7 +123,7 @@ class Data(Construct):
             stream_name=names.events_stream,
             shard_count=kinesis_shards,
             encryption=kinesis.StreamEncryption.MANAGED,
-            retention_period=Duration.hours(24),
+            retention_period=Duration.hours(stream_retention_hours),
             removal_policy=removal_policy,
         )
 

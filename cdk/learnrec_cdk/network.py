@@ -8,7 +8,7 @@ instead of the NAT. Flow logs go to CloudWatch so a rejected connection can be t
 
 from __future__ import annotations
 
-from aws_cdk import Acknowledgment, RemovalPolicy, Validations
+from aws_cdk import RemovalPolicy
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_logs as logs
 from constructs import Construct
@@ -60,14 +60,6 @@ class Network(Construct):
                     traffic_type=ec2.FlowLogTrafficType.ALL,
                 )
             },
-        )
-        # The stack names its two zones (LearnrecStack.availability_zones) so synth needs
-        # no AWS lookup; every region has zones "a" and "b".
-        Validations.of(self.vpc).acknowledge(
-            Acknowledgment(
-                id="CloudFormation-Validate::W3010",
-                reason="zones named without a lookup so that synth works offline",
-            )
         )
         # Functions and jobs get one security group; data stores admit only it.
         self.app_security_group = ec2.SecurityGroup(

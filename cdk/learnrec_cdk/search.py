@@ -1,14 +1,16 @@
 """The OpenSearch domain serving k-NN candidates, inside the VPC.
 
 k-NN is a plugin every OpenSearch domain carries; indexes opt in with ``index.knn``
-(``learnrec.retrieval.opensearch_index``). Fine-grained access control maps IAM roles
-to OpenSearch roles: the pipeline's job role is the master user (it creates a new index
-per model version and swaps the alias), the serving role may only search the alias.
+(``learnrec.retrieval.opensearch_index``). Fine-grained access control (FGAC) is on:
+IAM lets a role reach the domain, FGAC decides what it may do there. Its master user is
+:attr:`Search.admin_role`, a role of its own that no function or job runs as; the stack's
+custom resource (:mod:`learnrec_cdk.search_security`) signs as it to map the serving,
+job and pipeline roles to narrow OpenSearch roles (:mod:`learnrec.search_security`).
 """
 
 from __future__ import annotations
 
-from aws_cdk import RemovalPolicy, Stack
+from aws_cdk import Duration, RemovalPolicy, Stack
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_logs as logs
@@ -18,13 +20,30 @@ from constructs import Construct
 from .nag import acknowledge, arn_ref
 from .network import DATA_SUBNETS
 
-# HTTP methods a k-NN query needs: POST <alias>/_search (GET/HEAD for health checks).
+# HTTP methods the API sends: POST <alias>/_search and _count, GET _alias/<alias> and
+# POST _aliases (promote, rollback); HEAD for health checks.
 QUERY_ACTIONS = ["es:ESHttpGet", "es:ESHttpHead", "es:ESHttpPost"]
 # Index building: create/delete versioned indexes, bulk load, alias swap.
 ADMIN_ACTIONS = [*QUERY_ACTIONS, "es:ESHttpPut", "es:ESHttpDelete", "es:ESHttpPatch"]
 
 
 class Search(Construct):
+    """The domain, its log groups and :attr:`admin_role`, its master user.
+
+    Nothing runs as the admin role but the search security custom resource; operators
+    in the account assume it for what the stack's OpenSearch roles may not do
+    (reindexing by hand, reading or repairing the security configuration)::
+
+        aws sts assume-role --role-session-name "$USER" --role-arn "$(aws cloudformation
+          describe-stacks --stack-name learnrec-<stage> --query
+          "Stacks[0].Outputs[?OutputKey=='SearchAdminRoleArn'].OutputValue" --output text)"
+
+    then sign requests with the returned credentials for service ``es`` (e.g. ``awscurl
+    --service es``) from inside the VPC, the domain being VPC-only (SSM port forwarding
+    through a host in the app subnets). The role trusts the account, not everyone in
+    it: an operator's own IAM policy must allow ``sts:AssumeRole`` on this role.
+    """
+
     def __init__(
         self,
         scope: Construct,
@@ -36,12 +55,19 @@ class Search(Construct):
         volume_gb: int,
         vpc: ec2.IVpc,
         app_security_group: ec2.ISecurityGroup,
-        admin_role: iam.IRole,
         log_retention: logs.RetentionDays,
         removal_policy: RemovalPolicy,
     ) -> None:
         super().__init__(scope, construct_id)
         self.alias = alias
+        # The master user (see the class docstring for how operators use it).
+        self.admin_role = iam.Role(
+            self,
+            "AdminRole",
+            assumed_by=iam.AccountRootPrincipal(),
+            description="learnrec OpenSearch master user: security configuration, operators",
+            max_session_duration=Duration.hours(1),
+        )
         security_group = ec2.SecurityGroup(
             self,
             "SecurityGroup",
@@ -79,11 +105,15 @@ class Search(Construct):
             ),
         )
         zone_aware = instances > 1
+        # A single node lives in one subnet: the first data subnet, picked by position
+        # rather than by zone name (zones may be deploy-time Fn::GetAZs picks).
         subnets = (
             DATA_SUBNETS
             if zone_aware
             else ec2.SubnetSelection(
-                subnet_group_name="data", availability_zones=[vpc.availability_zones[0]]
+                subnets=vpc.select_subnets(
+                    subnet_group_name=DATA_SUBNETS.subnet_group_name
+                ).subnets[:1]
             )
         )
         self.domain = opensearch.Domain(
@@ -109,7 +139,7 @@ class Search(Construct):
             enforce_https=True,
             tls_security_policy=opensearch.TLSSecurityPolicy.TLS_1_2,
             fine_grained_access_control=opensearch.AdvancedSecurityOptions(
-                master_user_arn=admin_role.role_arn
+                master_user_arn=self.admin_role.role_arn
             ),
             logging=opensearch.LoggingOptions(
                 app_log_enabled=True,
@@ -131,15 +161,19 @@ class Search(Construct):
         # Dedicated masters pay off from about 10 data nodes; learnrec runs 1-2.
         acknowledge(self.domain, "OS4", "1-2 data nodes: dedicated masters not needed")
         if not zone_aware:
-            # One node by the stage's choice (dev/staging); serving falls back to faiss.
-            acknowledge(self.domain, "OS7", "single-node stage; faiss is the fallback")
+            # One node by the stage's choice (dev/staging); serving falls back to popularity.
+            acknowledge(self.domain, "OS7", "single-node stage; serving falls back to popularity")
+
+        self.grant_admin(self.admin_role)
 
     @property
     def endpoint(self) -> str:
         return f"https://{self.domain.domain_endpoint}"
 
     def grant_query(self, role: iam.IRole) -> None:
-        """Search the serving alias and the versioned indexes behind it, nothing else."""
+        """Search the serving alias and the versioned indexes behind it; what FGAC lets
+        it do there is the ``learnrec_search`` role. Moving the alias (promote and
+        rollback through the API) is :meth:`grant_alias_swap`."""
         iam.Grant.add_to_principal(
             grantee=role,
             actions=QUERY_ACTIONS,

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from aws_cdk import CfnOutput, Environment, RemovalPolicy, Stack, Tags
+from aws_cdk import CfnOutput, Environment, Fn, RemovalPolicy, Stack, Tags
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
@@ -32,6 +32,7 @@ from .network import Network
 from .observability import Observability
 from .proxy import CatalogProxy
 from .search import Search
+from .search_security import SearchSecurity
 from .serving import Serving
 from .training import DLC_ACCOUNTS, DLC_DEFAULT_ACCOUNT, TRAINING_REPOSITORY, JobRole, Pipeline
 
@@ -41,6 +42,9 @@ POWERTOOLS_NAMESPACE = "learnrec"
 FEATURE_FLAGS = {
     "@aws-cdk/aws-iam:minimizePolicies": True,
     "@aws-cdk/core:validateSnapshotRemovalPolicy": True,
+    # A function version's hash includes its layers' content, so a release that changes
+    # only a layer still publishes a new version, and CodeDeploy moves `live` onto it.
+    "@aws-cdk/aws-lambda:recognizeLayerVersion": True,
 }
 
 
@@ -59,6 +63,7 @@ class LearnrecStack(Stack):
         self, scope: Construct, construct_id: str, *, config: StageConfig, inputs: StackInputs
     ) -> None:
         names = config.names
+        self._config = config
         super().__init__(
             scope,
             construct_id,
@@ -86,6 +91,7 @@ class LearnrecStack(Stack):
             "Data",
             names=names,
             event_retention_days=config.event_retention_days,
+            stream_retention_hours=config.stream_retention_hours,
             kinesis_shards=config.kinesis_shards,
             aurora_min_acu=config.aurora_min_acu,
             aurora_max_acu=config.aurora_max_acu,
@@ -122,7 +128,6 @@ class LearnrecStack(Stack):
             volume_gb=20,
             vpc=vpc,
             app_security_group=app_sg,
-            admin_role=jobs.role,
             log_retention=retention,
             removal_policy=removal,
         )
@@ -273,6 +278,21 @@ class LearnrecStack(Stack):
         # Promote and rollback (API admin routes, pipeline) move the alias with the pointer.
         search.grant_alias_swap(api_role)
         search.grant_alias_swap(pipeline.role)
+        # What each role may do inside the domain (FGAC), mapped by the stack itself.
+        SearchSecurity(
+            self,
+            "SearchSecurity",
+            search=search,
+            asset=functions["search_security"],
+            layers=[layers[name] for name in functions["search_security"].layers],
+            function_name=names.search_security_function,
+            search_roles=[api_role],
+            indexer_roles=[jobs.role, pipeline.role],
+            vpc=vpc,
+            security_group=app_sg,
+            log_retention=retention,
+            removal_policy=removal,
+        )
         for role in (api_role, ingest_role, pipeline.role, jobs.role):
             data.database_secret.grant_read(role)
             data.user_id_hash_secret.grant_read(role)
@@ -311,6 +331,7 @@ class LearnrecStack(Stack):
             ("DeadLetterQueueUrl", data.dead_letter_queue.queue_url, "unprocessable events"),
             ("StateMachineArn", pipeline.state_machine.state_machine_arn, "retraining"),
             ("OpenSearchEndpoint", search.endpoint, "k-NN item index (inside the VPC)"),
+            ("SearchAdminRoleArn", search.admin_role.role_arn, "OpenSearch master user"),
             ("DatabaseSecretArn", data.database_secret.secret_arn, "Aurora credentials"),
             ("JwtSecretArn", data.jwt_secret.secret_arn, "put the JWKS here"),
             ("AlarmTopicArn", observability.topic.topic_arn, "subscribe on-call here"),
@@ -320,9 +341,20 @@ class LearnrecStack(Stack):
 
     @property
     def availability_zones(self) -> list[str]:
-        """Two zones named after the region, so synth never looks them up in AWS.
+        """The stage's two zones: named in its config, else the region's first two.
 
-        An account may map zone names differently, but every region has ``a`` and
-        ``b``; override with explicit zones here if a stage must avoid one.
+        Without names they are ``Fn::GetAZs`` picks that CloudFormation resolves at deploy
+        time, so synth needs no AWS lookup and no zone name is guessed (zone names are
+        mapped per account, and not every account can use every zone). Computed once:
+        the subnets and the single-zone search selection must see the same strings.
         """
-        return [f"{self.region}a", f"{self.region}b"]
+        zones: list[str] | None = getattr(self, "_zones", None)
+        if zones is None:
+            configured = self._config.availability_zones
+            zones = (
+                list(configured)
+                if configured
+                else [Fn.select(index, Fn.get_azs()) for index in range(2)]
+            )
+            self._zones = zones
+        return zones

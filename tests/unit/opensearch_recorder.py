@@ -4,8 +4,9 @@ No OpenSearch can run on these machines, so the adapter is tested on the exact r
 it sends. ``RecordingConnection`` sits where opensearch-py's HTTP connection would: the
 real client and transport serialise every request, the connection records it (method,
 path, query params, body decoded as JSON or NDJSON) and answers with a response shaped as
-OpenSearch 2.x answers it (index creation, ``_bulk``, aliases, ``_search``, ``_count``,
-``_refresh``, and JSON errors raised through the client's own error mapping).
+OpenSearch 2.x answers it (index creation and deletion, ``_bulk``, aliases, ``_search``,
+``_count``, ``_refresh``, the security plugin's roles and role mappings, and JSON errors
+raised through the client's own error mapping).
 
 The cluster keeps just enough state (indices, documents, aliases) for multi-step flows;
 its k-NN search scores exactly with the plugin's ``innerproduct`` score translation and
@@ -42,6 +43,15 @@ class FakeCluster:
     down: bool = False
     shard_failures: int = 0
     requests: list[Recorded] = field(default_factory=list)
+    # The security plugin's REST API: "roles" and "rolesmapping" entities by name, and
+    # a (status, message) to refuse every security API call with, as the plugin would.
+    security: dict[str, dict[str, Any]] = field(
+        default_factory=lambda: {"roles": {}, "rolesmapping": {}}
+    )
+    security_refusal: tuple[int, str] | None = None
+    # How many security API calls to answer 503 first, as a domain whose security index
+    # is not up yet does ("OpenSearch Security not initialized.").
+    security_unavailable: int = 0
 
 
 def ip_to_score(ip: float) -> float:
@@ -118,8 +128,12 @@ def _resolve(cluster: FakeCluster, target: str) -> list[str]:
 
 def _route(cluster: FakeCluster, method: str, path: str, body: Any) -> tuple[int, dict[str, Any]]:
     parts = [part for part in path.split("/") if part]
+    if parts[:3] == ["_plugins", "_security", "api"] and len(parts) == 5:
+        return _security(cluster, method, parts[3], parts[4], body)
     if method == "PUT" and len(parts) == 1:
         return _create_index(cluster, parts[0], body)
+    if method == "DELETE" and len(parts) == 1:
+        return _delete_index(cluster, parts[0])
     if method == "POST" and parts == ["_aliases"]:
         return _update_aliases(cluster, body)
     if method == "GET" and len(parts) == 2 and parts[0] == "_alias":
@@ -154,6 +168,61 @@ def _create_index(cluster: FakeCluster, name: str, body: Any) -> tuple[int, dict
     cluster.indices[name] = body
     cluster.docs[name] = {}
     return 200, {"acknowledged": True, "shards_acknowledged": True, "index": name}
+
+
+def _delete_index(cluster: FakeCluster, name: str) -> tuple[int, dict[str, Any]]:
+    if name not in cluster.indices:
+        return _error(404, "index_not_found_exception", f"no such index [{name}]", index=name)
+    del cluster.indices[name], cluster.docs[name]
+    cluster.aliases = {
+        alias: held - {name} for alias, held in cluster.aliases.items() if held - {name}
+    }
+    return 200, {"acknowledged": True}
+
+
+def _plugin_answer(status: int, message: str) -> tuple[int, dict[str, Any]]:
+    """The security plugin's answer shape (Responses.payload): status name and message."""
+    names = {
+        200: "OK",
+        201: "CREATED",
+        400: "BAD_REQUEST",
+        403: "FORBIDDEN",
+        404: "NOT_FOUND",
+        503: "SERVICE_UNAVAILABLE",
+    }
+    return status, {"status": names.get(status, str(status)), "message": message}
+
+
+def _security(
+    cluster: FakeCluster, method: str, kind: str, name: str, body: Any
+) -> tuple[int, dict[str, Any]]:
+    """``_plugins/_security/api/{roles,rolesmapping}/<name>``: PUT, GET and DELETE."""
+    if cluster.security_refusal is not None:
+        return _plugin_answer(*cluster.security_refusal)
+    if cluster.security_unavailable > 0:
+        cluster.security_unavailable -= 1
+        return _plugin_answer(503, "OpenSearch Security not initialized.")
+    if kind not in cluster.security:
+        return _plugin_answer(400, f"unsupported security API {kind}")
+    entities = cluster.security[kind]
+    if method == "PUT":
+        if kind == "rolesmapping" and name not in cluster.security["roles"]:
+            return _plugin_answer(404, f"role '{name}' not found.")
+        existed = name in entities
+        entities[name] = body
+        return (
+            _plugin_answer(200, f"'{name}' updated.")
+            if existed
+            else _plugin_answer(201, f"'{name}' created.")
+        )
+    if name not in entities:
+        return _plugin_answer(404, f"'{name}' not found.")
+    if method == "GET":
+        return 200, {name: entities[name]}
+    if method == "DELETE":
+        del entities[name]
+        return _plugin_answer(200, f"'{name}' deleted.")
+    return _plugin_answer(405, f"method {method} not supported")
 
 
 def _get_alias(cluster: FakeCluster, alias: str) -> tuple[int, dict[str, Any]]:

@@ -1,0 +1,1 @@
+"""The OpenSearch security custom resource function (a folder of its own, as its code asset)."""
