@@ -539,8 +539,10 @@ class Pipeline(Construct):
         self.function = pipeline.function
         self.role = pipeline.role
         # register: copy the candidate bundle to models/versions/<v>/; promote: move the
-        # pointer; start: read the active pointer. Reads the run's artifacts.
+        # pointer; start: read the active pointer. Reads the run's artifacts and writes
+        # its own (register's version/, promote's active/ under pipeline/<run id>/).
         bucket.grant_read(self.role, f"{PIPELINE_PREFIX}*")
+        bucket.grant_put(self.role, f"{PIPELINE_PREFIX}*")
         bucket.grant_read_write(self.role, f"{MODELS_PREFIX}*")
         acknowledge_prefix_grant(
             self.role, bucket, "read_write", [f"{PIPELINE_PREFIX}*", f"{MODELS_PREFIX}*"]
@@ -550,6 +552,8 @@ class Pipeline(Construct):
                 actions=[
                     "sagemaker:CreateModelPackage",
                     "sagemaker:DescribeModelPackage",
+                    # promote approves or rejects the run's package
+                    "sagemaker:UpdateModelPackage",
                     "sagemaker:ListModelPackages",
                     "sagemaker:CreateModelPackageGroup",
                     "sagemaker:DescribeModelPackageGroup",
