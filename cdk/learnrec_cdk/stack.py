@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from aws_cdk import CfnOutput, Environment, RemovalPolicy, Stack, Tags
+from aws_cdk import aws_iam as iam
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
@@ -221,6 +222,16 @@ class LearnrecStack(Stack):
         data.stream.grant_write(api_role)
         search.grant_query(api_role)
         search.grant_admin(jobs.role)
+        # promote points the serving alias at the new version's index (read the alias's
+        # holders, then one _aliases update): those two requests and nothing else.
+        domain = search.domain.domain_arn
+        for action, path in (
+            ("es:ESHttpGet", f"_alias/{names.opensearch_alias}"),
+            ("es:ESHttpPost", "_aliases"),
+        ):
+            pipeline.role.add_to_principal_policy(
+                iam.PolicyStatement(actions=[action], resources=[f"{domain}/{path}"])
+            )
         for role in (api_role, ingest_role, pipeline.role, jobs.role):
             data.database_secret.grant_read(role)
             data.user_id_hash_secret.grant_read(role)
