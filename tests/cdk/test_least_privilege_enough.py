@@ -1,14 +1,16 @@
 """Least privilege that is enough: every AWS call the functions and jobs make is allowed.
 
 The real flows run against the local AWS with botocore's events recording each call and
-who made it (``tests/iam/recorder.py``): a full retraining run through the local
-pipeline runner (``start``, ``register`` and ``promote`` in process as the pipeline
+who made it (``tests/iam/recorder.py``): a full and then a ranking retraining run through
+the local pipeline runner (``start``, ``register`` and ``promote`` in process as the pipeline
 function; ``build_dataset``, ``train_retrieval``, ``build_index``, ``train_ranking`` and
 ``evaluate`` as child processes, in the job role; the channel downloads and output
 uploads the runner does in SageMaker's place, also in the job role), then the API
 handler configured as the stack configures it (model store in S3, keys in Secrets
 Manager, events to Kinesis) on every kind of route, then the ingest handler fed by the
 local event source mapping, which in AWS reads the stream with the function's role.
+Jobs, the pipeline function and the API use OpenSearch as they do in AWS, on one
+recorded in-memory cluster (``tests/iam/search.py``).
 
 Each call becomes the IAM request(s) AWS authorizes for it (``tests/iam/actions.py``) and
 is decided by a real policy evaluator against its role's policies in the synthesized dev
@@ -24,7 +26,6 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -32,19 +33,17 @@ from functional.pipeline_data import archive_events, catalog_database, request, 
 from functional.serving_harness import REPO, Api
 from iam.actions import Request, Target, UnmappedOperationError, rename_map, requests_for
 from iam.evaluate import Decision, decide, evaluate
-from iam.recorder import Call, OpenSearchRecording, Recorder, read_calls
+from iam.recorder import CLUSTER_ENV, Call, Recorder, read_calls
+from iam.search import ENDPOINT, use_shared_cluster
 from iam.template import Template
-from unit.opensearch_recorder import FakeCluster, make_client
 
 from learnrec.benchmark.ingest import _environment, load_handler
+from learnrec.config import get_settings
 from learnrec.local.aws import LocalAws, create_resources, local_environment
 from learnrec.local.poller import KinesisPoller
 from learnrec.pipeline.definition import Mode, Step, StepKind, job_name, steps_for
 from learnrec.pipeline.local import LocalRunner, run_pipeline
-from learnrec.retrieval.opensearch_index import OpenSearchIndex
 from learnrec.serving.auth import generate_key_pair
-from learnrec.serving.bundle_index import indexed_items
-from learnrec.serving.model_store import S3ModelStore
 from learnrec.stages import ResourceNames
 from learnrec.storage import CatalogStore, make_engine
 
@@ -93,42 +92,15 @@ def _event(user: str, item: str, kind: str) -> dict[str, str]:
     return {"user_id": user, "content_id": item, "event_type": kind, "ts": ts.isoformat()}
 
 
-def _search(recorder: Recorder, names: ResourceNames, cache: Path) -> Any:
-    """OpenSearch as the pipeline leaves it (each registered version indexed, the alias
-    on the active one), on a recording connection: no OpenSearch runs here, and the
-    requests are what IAM decides on (es:ESHttp<Method> on the domain's path)."""
-    import boto3
-
-    client = make_client(FakeCluster())
-    index = OpenSearchIndex(client, names.opensearch_alias)
-    store = S3ModelStore(names.data_bucket, "models", boto3.client("s3"), cache=cache)
-    for version in store.versions():
-        indexed = indexed_items(store.fetch(version))
-        index.create_version_index(version, len(indexed[0].vector))
-        index.bulk_load(version, indexed)
-    active = store.pointer().active
-    assert active is not None
-    index.swap_alias(active)
-    recording = OpenSearchRecording(recorder, "us-east-1")
-    for connection in client.transport.connection_pool.connections:
-        recording.wrap(connection)
-    return client
-
-
 def _serve(
     recorder: Recorder,
     names: ResourceNames,
     catalog: str,
     items: list[str],
-    search: Any,
-    patch: pytest.MonkeyPatch,
 ) -> None:
     """Every kind of API route, with the API configured as the stack configures it."""
     private_pem, public_pem = generate_key_pair()
     import boto3
-
-    # The API's SigV4-signed client, replaced by the recording one.
-    patch.setattr("learnrec.serving.context.opensearch_client", lambda *_, **__: search)
 
     boto3.client("secretsmanager").create_secret(
         Name=names.jwt_secret, SecretString=json.dumps({"public_key_pem": public_pem})
@@ -140,9 +112,6 @@ def _serve(
         "USER_ID_HASH_SECRET_ID": names.user_id_hash_secret,
         "JWT_SECRET_ID": names.jwt_secret,
         "KINESIS_STREAM_NAME": names.events_stream,
-        "VECTOR_INDEX": "opensearch",
-        "OPENSEARCH_ENDPOINT": "https://search.test",
-        "OPENSEARCH_ALIAS": names.opensearch_alias,
         "POWERTOOLS_SERVICE_NAME": "api",
         "POWERTOOLS_METRICS_NAMESPACE": "learnrec",
         "POWERTOOLS_TRACE_DISABLED": "true",
@@ -222,6 +191,18 @@ def recorded(
         try:
             for name, value in recorder.child_environment(sink, "job").items():
                 patch.setenv(name, value)
+            # Jobs, the pipeline function and the API all use OpenSearch, as in AWS: one
+            # cluster for them all (tests/iam/search.py).
+            cluster = root / "opensearch.json"
+            for name, value in {
+                "VECTOR_INDEX": "opensearch",
+                "OPENSEARCH_ENDPOINT": ENDPOINT,
+                "OPENSEARCH_ALIAS": names.opensearch_alias,
+                CLUSTER_ENV: str(cluster),
+            }.items():
+                patch.setenv(name, value)
+            use_shared_cluster(cluster, recorder, patch)
+            get_settings.cache_clear()
             patch.setattr(LocalRunner, "run_step", _attributed(LocalRunner.run_step, recorder))
             # A full run with no active model, then a ranking run that compares with the
             # active one (reads its bundle, publishes drift) and keeps its towers.
@@ -233,11 +214,11 @@ def recorded(
                     )
                 assert outcome.promotion["promoted"] or mode is Mode.RANKING, outcome.promotion
                 runs.append((mode, outcome.run.run_id))
-            search = _search(recorder, names, root / "model-cache")
-            _serve(recorder, names, catalog, items, search, patch)
+            _serve(recorder, names, catalog, items)
             _ingest(recorder, names, catalog, resources["dead_letter_queue_url"])
         finally:
             recorder.uninstall()
+            get_settings.cache_clear()
     yield Recording(names, recorder.calls + read_calls(sink), runs)
 
 
@@ -279,6 +260,9 @@ def test_the_flows_made_the_calls_this_test_is_about(recorded: Recording) -> Non
         ("api", "s3", "PutObject"),
         ("api", "kinesis", "PutRecords"),
         ("api", "es", "HTTP POST"),
+        ("job", "es", "HTTP PUT"),
+        ("job", "es", "HTTP POST"),
+        ("pipeline", "es", "HTTP POST"),
         ("ingest", "kinesis", "GetRecords"),
         ("ingest", "s3", "PutObject"),
         ("ingest", "sqs", "SendMessageBatch"),

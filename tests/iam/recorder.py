@@ -30,6 +30,8 @@ from typing import Any
 
 RECORD_ENV = "LEARNREC_IAM_RECORD"
 PRINCIPAL_ENV = "LEARNREC_IAM_PRINCIPAL"
+#: The file of the shared in-memory OpenSearch cluster (``tests/iam/search.py``).
+CLUSTER_ENV = "LEARNREC_IAM_OPENSEARCH"
 CHILD_DIR = Path(__file__).resolve().parent / "child"
 
 # Parameters that name what a call acts on; everything else (bodies, metadata) is dropped.
@@ -244,6 +246,11 @@ def install_from_environment() -> Recorder | None:
         return None
     recorder = Recorder(Path(sink), principal)
     recorder.install()
+    cluster = os.environ.get(CLUSTER_ENV)
+    if cluster:
+        from .search import use_shared_cluster
+
+        use_shared_cluster(Path(cluster), recorder)
     return recorder
 
 
@@ -253,6 +260,10 @@ class OpenSearchRecording:
     def __init__(self, recorder: Recorder, region: str) -> None:
         self.recorder = recorder
         self.region = region
+
+    def wrap_all(self, client: Any) -> None:
+        for connection in client.transport.connection_pool.connections:
+            self.wrap(connection)
 
     def wrap(self, connection: Any) -> None:
         perform = connection.perform_request
