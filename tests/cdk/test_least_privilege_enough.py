@@ -22,6 +22,7 @@ from __future__ import annotations
 import copy
 import io
 import json
+import re
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -405,5 +406,70 @@ def test_the_state_machine_may_run_every_step_of_the_recorded_runs(
     template = Template(dev.template, ACCOUNT, REGION)
     decisions = decide(template, "StateMachineRole", state_machine_requests(recorded, template))
     assert len(decisions) > len(recorded.runs) * 5
+    denied = [d for d in decisions if not d.allowed]
+    assert not denied, "\n".join(d.describe() for d in denied)
+
+
+def _uri(value: Any, run_id: str) -> str:
+    """An ``S3Uri`` as the state machine renders it for the run (``States.Format`` of
+    the run id, or a fixed URI such as the job source's)."""
+    if isinstance(value, str) and value.startswith("States.Format("):
+        match = re.fullmatch(r"States\.Format\('(.*)', \$\.run\.run_id\)", value)
+        assert match, value
+        return match.group(1).replace("{}", run_id)
+    return str(value)
+
+
+def _field(parameters: dict[str, Any], name: str, run_id: str) -> str:
+    return _uri(parameters[name] if name in parameters else parameters[f"{name}.$"], run_id)
+
+
+def sagemaker_data_access(recording: Recording, template: Template) -> list[tuple[Call, Request]]:
+    """What SageMaker does with the job role for each job of the recorded runs, read
+    from the job requests in the synthesized state machine: list and read every input
+    (channels, processing inputs, the source archive), write every output."""
+    states = template.state_machine()["States"]
+    requests: list[tuple[Call, Request]] = []
+
+    def access(call: Call, uri: str, write: bool, leaf: str) -> None:
+        bucket, _, key = uri.removeprefix("s3://").partition("/")
+        obj = f"arn:aws:s3:::{bucket}/{key}{leaf if key.endswith('/') else ''}"
+        if write:
+            requests.append((call, Request("s3:PutObject", obj)))
+        else:
+            listing = Request("s3:ListBucket", f"arn:aws:s3:::{bucket}", {"s3:prefix": key})
+            requests.extend([(call, listing), (call, Request("s3:GetObject", obj))])
+
+    for mode, run_id in recording.runs:
+        for step in steps_for(mode):
+            if step.kind is StepKind.FUNCTION:
+                continue
+            job = job_name(run_id, step.name)
+            call = Call("sagemaker", "sagemaker", f"{step.name} job", {"job": job}, REGION, 200)
+            parameters = states[step.name]["Parameters"]
+            if step.kind is StepKind.TRAINING:
+                for channel in parameters["InputDataConfig"]:
+                    source = channel["DataSource"]["S3DataSource"]
+                    access(call, _field(source, "S3Uri", run_id), False, "part-0")
+                fixed = states[f"{step.name} hyperparameters"]["Parameters"]["fixed"]
+                access(call, fixed["sagemaker_submit_directory"], False, "")
+                output = _field(parameters["OutputDataConfig"], "S3OutputPath", run_id)
+                access(call, output, True, f"{job}/output/model.tar.gz")
+            else:
+                for item in parameters["ProcessingInputs"]:
+                    access(call, _field(item["S3Input"], "S3Uri", run_id), False, "part-0")
+                for item in parameters["ProcessingOutputConfig"]["Outputs"]:
+                    access(call, _field(item["S3Output"], "S3Uri", run_id), True, "part-0")
+    return requests
+
+
+def test_sagemaker_may_move_each_jobs_data_with_the_job_role(
+    dev: Synthesized, recorded: Recording
+) -> None:
+    template = Template(dev.template, ACCOUNT, REGION)
+    requests = sagemaker_data_access(recorded, template)
+    # The source archive comes from CDK's asset bucket, not the data bucket.
+    assert any("cdk-" in r.resource and "-assets-" in r.resource for _, r in requests)
+    decisions = decide(template, ROLES["job"], requests)
     denied = [d for d in decisions if not d.allowed]
     assert not denied, "\n".join(d.describe() for d in denied)

@@ -10,6 +10,7 @@ resolve is an error, never a silently dropped statement.
 from __future__ import annotations
 
 import copy
+import json
 import re
 from typing import Any
 
@@ -77,6 +78,8 @@ class Template:
             return self._name(logical_id)
         if kind == "AWS::OpenSearchService::Domain":
             return self._domain_name(logical_id)
+        if kind == "AWS::EC2::Subnet":
+            return f"subnet-{logical_id.lower()[:17]}"
         if kind == "AWS::RDS::DBCluster":
             return logical_id.lower()
         raise UnresolvedReferenceError(f"Ref of a {kind} ({logical_id}) is not modelled")
@@ -121,6 +124,10 @@ class Template:
                 return self.ref(logical_id)
             if kind == "AWS::SecretsManager::Secret":
                 return self.ref(logical_id)
+        if attribute == "GroupId" and kind == "AWS::EC2::SecurityGroup":
+            return f"sg-{logical_id.lower()[:17]}"
+        if attribute == "DomainEndpoint" and kind == "AWS::OpenSearchService::Domain":
+            return f"vpc-{self._domain_name(logical_id)}.{self.region}.es.amazonaws.com"
         if attribute == "DomainArn" and kind == "AWS::OpenSearchService::Domain":
             return self.get_att(logical_id, "Arn")
         if attribute == "QueueName" and kind == "AWS::SQS::Queue":
@@ -206,3 +213,14 @@ class Template:
         if len(domains) != 1:
             raise LookupError(f"expected one OpenSearch domain, found {domains}")
         return self.get_att(domains[0], "Arn")
+
+    def state_machine(self) -> dict[str, Any]:
+        """The one state machine's definition, resolved and parsed."""
+        machines = [
+            r for r in self.resources.values() if r["Type"] == "AWS::StepFunctions::StateMachine"
+        ]
+        if len(machines) != 1:
+            raise LookupError(f"expected one state machine, found {len(machines)}")
+        text = self.resolve(machines[0]["Properties"]["DefinitionString"])
+        definition: dict[str, Any] = json.loads(text)
+        return definition
