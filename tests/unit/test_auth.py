@@ -34,6 +34,7 @@ from learnrec.serving.auth import (
 from learnrec.serving.auth_cli import add_auth_commands
 from learnrec.serving.context import build_context
 from learnrec.stages import StageConfig
+from learnrec.storage.migrate import upgrade
 
 ISSUER = "https://id.example.test"
 AUDIENCE = "learnrec-api"
@@ -621,6 +622,7 @@ def test_the_serving_context_verifies_iss_and_aud_from_its_settings(
         jwt_issuer=ISSUER,
         jwt_audience=AUDIENCE,
     )
+    upgrade(settings.database_url)  # the deploy-time migration's job; never a cold start's
     verifier = build_context(settings).verifier
     assert (verifier.issuer, verifier.audience) == (ISSUER, AUDIENCE)
     good = issue_token(keys[0], "u1", ["learner"], issuer=ISSUER, audience=AUDIENCE)
