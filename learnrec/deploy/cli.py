@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from learnrec.stages import STAGES
+from learnrec.stages import STAGES, StageConfig
 
 
 def _stage(value: str) -> str:
@@ -32,12 +32,13 @@ def _bootstrap(args: argparse.Namespace) -> int:
 def _smoke(args: argparse.Namespace) -> int:
     from learnrec.deploy.smoke import SmokeOptions, format_table, run_smoke
 
+    issuer, audience = _stage_claims(args.stage, args.issuer, args.audience)
     options = SmokeOptions(
         stage=args.stage,
         api_url=args.api_url,
         private_key=args.private_key,
-        issuer=args.issuer,
-        audience=args.audience,
+        issuer=issuer,
+        audience=audience,
         mode=args.mode,
         wait=args.wait,
         accept_failed_execution=args.accept_failed_execution,
@@ -52,8 +53,46 @@ def _smoke(args: argparse.Namespace) -> int:
     return 0 if report.ok else 1
 
 
+def _stage_claims(stage: str, issuer: str | None, audience: str | None) -> tuple[str | None, ...]:
+    """The token claims a stage's API checks: given ones, else the stage's own."""
+    if stage in STAGES:
+        # The stack sets JWT_ISSUER/JWT_AUDIENCE of the named stages from StageConfig.
+        config = StageConfig.for_stage(stage)
+        return issuer or config.token_issuer, audience or config.token_audience
+    return issuer, audience
+
+
+def _seed(args: argparse.Namespace) -> int:
+    from learnrec.deploy.seed import SeedOptions, seed
+    from learnrec.deploy.smoke import CheckFailedError
+
+    issuer, audience = _stage_claims(args.stage, args.issuer, args.audience)
+    options = SeedOptions(
+        api_url=args.api_url,
+        private_key=args.private_key,
+        issuer=issuer,
+        audience=audience,
+        users=args.users,
+        items=args.items,
+        events=args.events,
+        seed=args.seed,
+    )
+    try:
+        report = seed(options)
+    except CheckFailedError as error:
+        print(f"seed failed: {error}")
+        return 1
+    print(
+        f"{report.items} items, {report.events_accepted} of {report.events_sent} events "
+        "accepted into the stream"
+    )
+    for line in report.rejected[:20]:
+        print(f"  rejected {line}")
+    return 0 if report.ok else 1
+
+
 def add_deploy_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Add ``deploy bootstrap`` and ``deploy smoke`` to a ``learnrec``-style subcommand set."""
+    """Add ``deploy bootstrap``, ``smoke`` and ``seed`` to a ``learnrec``-style subcommand set."""
     deploy = subparsers.add_parser("deploy", help="bootstrap and check a stage").add_subparsers(
         dest="action", required=True
     )
@@ -83,8 +122,12 @@ def add_deploy_commands(subparsers: argparse._SubParsersAction[argparse.Argument
     smoke.add_argument(
         "--private-key", type=Path, default=None, help="PEM that signs the smoke's tokens"
     )
-    smoke.add_argument("--issuer", default=None, help="iss claim (the stack's JWT_ISSUER)")
-    smoke.add_argument("--audience", default=None, help="aud claim (the stack's JWT_AUDIENCE)")
+    smoke.add_argument(
+        "--issuer", default=None, help="iss claim (default: the stage's, as the stack sets it)"
+    )
+    smoke.add_argument(
+        "--audience", default=None, help="aud claim (default: the stage's, as the stack sets it)"
+    )
     smoke.add_argument("--mode", choices=["ranking", "full"], default="ranking")
     smoke.add_argument(
         "--wait", action="store_true", help="wait for the retraining execution to end"
@@ -99,3 +142,19 @@ def add_deploy_commands(subparsers: argparse._SubParsersAction[argparse.Argument
     smoke.add_argument("--execution-timeout", type=float, default=10800.0, help="seconds")
     smoke.add_argument("--out", type=Path, default=None, help="write the results as JSON here")
     smoke.set_defaults(func=_smoke)
+
+    seed_parser = deploy.add_parser(
+        "seed", help="send the sample catalog and events through a stage's API"
+    )
+    seed_parser.add_argument("--stage", type=_stage, required=True, help="dev, staging or prod")
+    seed_parser.add_argument("--api-url", required=True, help="the API's base URL (with the stage)")
+    seed_parser.add_argument(
+        "--private-key", type=Path, required=True, help="PEM from learnrec deploy bootstrap"
+    )
+    seed_parser.add_argument("--issuer", default=None, help="iss claim (default: the stage's)")
+    seed_parser.add_argument("--audience", default=None, help="aud claim (default: the stage's)")
+    seed_parser.add_argument("--users", type=int, default=1000)
+    seed_parser.add_argument("--items", type=int, default=500)
+    seed_parser.add_argument("--events", type=int, default=10_000)
+    seed_parser.add_argument("--seed", type=int, default=42)
+    seed_parser.set_defaults(func=_seed)
