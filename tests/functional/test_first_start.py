@@ -31,6 +31,7 @@ from learnrec.serving.apigw import LambdaContext, http_response, rest_event
 from learnrec.serving.auth import Role, issue_token
 from learnrec.serving.readiness import ContextLoader, NotReadyError, Unready
 from learnrec.stages import EMPTY_JWT_SECRET, ResourceNames
+from learnrec.storage.migrate import upgrade
 
 
 class FakeClock:
@@ -96,6 +97,8 @@ def fresh_stage(
     for name in ("USER_ID_HASH_KEY", "JWT_JWKS", "JWT_PUBLIC_KEY", "JWT_ISSUER", "JWT_AUDIENCE"):
         monkeypatch.delenv(name, raising=False)
     (tmp_path / "db").mkdir()
+    # The stack's migration runs before the api function is updated: the schema is there.
+    upgrade(f"sqlite:///{tmp_path / 'db' / 'learnrec.db'}")
     get_settings.cache_clear()
     try:
         yield Api(_load_handler_module(), FakeClock())

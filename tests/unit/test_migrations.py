@@ -307,6 +307,7 @@ def test_cold_starts_check_the_schema_and_never_create_it(tmp_path: Path) -> Non
     from learnrec.config import Settings
     from learnrec.events.ingest import ingestor_from_settings
     from learnrec.serving.context import build_context
+    from learnrec.serving.readiness import NotReadyError
 
     url = f"sqlite:///{tmp_path / 'fresh.db'}"
     settings = Settings(
@@ -320,8 +321,10 @@ def test_cold_starts_check_the_schema_and_never_create_it(tmp_path: Path) -> Non
         region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="y"
     )
 
-    with pytest.raises(SchemaNotReadyError, match="learnrec db upgrade"):
+    # The API answers 503 naming the schema (learnrec.serving.readiness), not a crash.
+    with pytest.raises(NotReadyError, match="learnrec db upgrade") as unready:
         build_context(settings)
+    assert "database_schema" in {problem.dependency for problem in unready.value.problems}
     with pytest.raises(SchemaNotReadyError, match="no learnrec schema"):
         ingestor_from_settings(settings, session)
 
