@@ -35,7 +35,7 @@ from learnrec_cdk.training import training_image
 
 REPO = Path(__file__).resolve().parents[1]
 # The newest TensorFlow 2.x CPU training container with Python >= 3.11 (learnrec's floor).
-DEFAULT_TRAINING_IMAGE_TAG = "2.19.0-cpu-py312-ubuntu22.04-sagemaker"
+DEFAULT_TRAINING_IMAGE_TAG = "2.21.0-cpu-py312-amzn2023-sagemaker"
 
 
 def stack_inputs(

@@ -3,10 +3,12 @@
 Training jobs run it as ``sagemaker_program`` with hyperparameters as ``--name value``
 (``--learnrec_entry_point training/train_ranking.py`` says which script); processing
 jobs as ``sagemaker_entry.py <script> <args...>``. It installs learnrec's dependencies
-into the container, keeping its TensorFlow (TFRS and tf-keras go in without dependencies,
-tf-keras at the container's TensorFlow version, or pip would pull a second TensorFlow);
-builds ``DATABASE_URL`` from ``DATABASE_SECRET_ARN`` so no password is ever part of a
-job's definition; then runs the script as ``__main__`` with the remaining arguments.
+into the container from the wheels that travel in this archive (``wheels/``, pinned by
+``wheels/requirements.lock``), never from an index: a job needs no internet access and
+runs the versions the tests run. The container's TensorFlow stays (TFRS and tf-keras go
+in without dependencies, or pip would pull a second TensorFlow). Then it builds
+``DATABASE_URL`` from ``DATABASE_SECRET_ARN`` so no password is ever part of a job's
+definition, and runs the script as ``__main__`` with the remaining arguments.
 Standard library and boto3 only: nothing else is installed yet when it starts.
 """
 
@@ -21,7 +23,9 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 ENTRY_FLAG = "--learnrec_entry_point"
-TFRS = "tensorflow-recommenders==0.7.7"
+WHEELS = HERE / "wheels"
+LOCK = WHEELS / "requirements.lock"
+LOCK_NODEPS = WHEELS / "requirements-nodeps.lock"
 
 
 def split_arguments(argv: list[str]) -> tuple[str, list[str]]:
@@ -43,25 +47,34 @@ def tensorflow_version() -> str:
     raise SystemExit("the container has no TensorFlow: use a TensorFlow training image")
 
 
-def pip(*arguments: str) -> None:
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "install",
-            "--quiet",
-            "--disable-pip-version-check",
-            *arguments,
-        ],
-        check=True,
-    )
+def pip_commands() -> list[list[str]]:
+    """The two installs: offline (``--no-index``), from the archive's wheel folder only."""
+    base = [sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
+    offline = ["--no-index", "--find-links", str(WHEELS)]
+    return [
+        [*base, *offline, "-r", str(LOCK)],
+        [*base, *offline, "--no-deps", "-r", str(LOCK_NODEPS)],
+    ]
+
+
+def check_tf_keras(lock_nodeps: Path, tensorflow: str) -> None:
+    """tf-keras must match the container's TensorFlow, or training fails much later."""
+    for line in lock_nodeps.read_text().split():
+        name, _, version = line.partition("==")
+        if name.replace("_", "-") != "tf-keras":
+            continue
+        if version.split(".")[:2] != tensorflow.split(".")[:2]:
+            raise SystemExit(
+                f"tf-keras {version} does not fit the container's TensorFlow {tensorflow}: "
+                "the training image (training_image_tag) and requirements/constraints.txt "
+                "must carry the same TensorFlow"
+            )
 
 
 def install() -> None:
-    pip("-r", str(HERE / "requirements.txt"))
-    major, minor = tensorflow_version().split(".")[:2]
-    pip("--no-deps", TFRS, f"tf-keras=={major}.{minor}.*")
+    check_tf_keras(LOCK_NODEPS, tensorflow_version())
+    for command in pip_commands():
+        subprocess.run(command, check=True)
 
 
 def database_url(secret_arn: str) -> str:

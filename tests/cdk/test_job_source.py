@@ -30,13 +30,18 @@ def bootstrap() -> ModuleType:
 
 
 def test_archive_is_reproducible_and_holds_what_the_jobs_run(tmp_path: Path) -> None:
-    first = build_source_archive(REPO, BOOTSTRAP_DIR, tmp_path / "a" / "sourcedir.tar.gz")
-    second = build_source_archive(REPO, BOOTSTRAP_DIR, tmp_path / "b" / "sourcedir.tar.gz")
+    # The layout without the wheels (test_job_requirements checks those in the real one).
+    first = build_source_archive(
+        REPO, BOOTSTRAP_DIR, tmp_path / "a" / "sourcedir.tar.gz", with_wheels=False
+    )
+    second = build_source_archive(
+        REPO, BOOTSTRAP_DIR, tmp_path / "b" / "sourcedir.tar.gz", with_wheels=False
+    )
     assert first.read_bytes() == second.read_bytes()  # same sources, same asset hash
     with tarfile.open(fileobj=io.BytesIO(first.read_bytes()), mode="r:gz") as archive:
         members = archive.getmembers()
     names = {m.name for m in members}
-    assert {"sagemaker_entry.py", "requirements.txt"} <= names
+    assert {"sagemaker_entry.py", "requirements.txt", "requirements-nodeps.txt"} <= names
     assert {"training/train_retrieval.py", "training/train_ranking.py"} <= names
     assert "training/pipeline_step.py" in names
     assert "learnrec/pipeline/definition.py" in names
@@ -46,12 +51,12 @@ def test_archive_is_reproducible_and_holds_what_the_jobs_run(tmp_path: Path) -> 
 
 def test_archive_is_rewritten_only_when_it_changes(tmp_path: Path) -> None:
     out = tmp_path / "sourcedir.tar.gz"
-    build_source_archive(REPO, BOOTSTRAP_DIR, out)
+    build_source_archive(REPO, BOOTSTRAP_DIR, out, with_wheels=False)
     stamp = out.stat().st_mtime_ns
-    build_source_archive(REPO, BOOTSTRAP_DIR, out)
+    build_source_archive(REPO, BOOTSTRAP_DIR, out, with_wheels=False)
     assert out.stat().st_mtime_ns == stamp
     out.write_bytes(b"stale")
-    build_source_archive(REPO, BOOTSTRAP_DIR, out)
+    build_source_archive(REPO, BOOTSTRAP_DIR, out, with_wheels=False)
     assert out.read_bytes() != b"stale"
 
 
