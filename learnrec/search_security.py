@@ -62,7 +62,15 @@ CREATE_FAILED_PREFIX = "create-failed:"
 # CloudFormation shows at most 4 KB of a reason; the start of it is what matters.
 _MAX_REASON = 1500
 
-SEARCH_ACTIONS = ("indices:data/read/search*", "indices:admin/aliases")
+# PUT /admin/catalog makes new items recommendable at once: a bulk write to the alias.
+SEARCH_ACTIONS = (
+    "indices:data/read/search*",
+    "indices:admin/aliases",
+    "indices:data/write/bulk*",
+    "indices:data/write/index",
+    "indices:admin/refresh*",
+)
+SEARCH_CLUSTER_ACTIONS = ("indices:data/write/bulk",)
 INDEXER_ACTIONS = (
     "indices:admin/create",
     "indices:admin/delete",
@@ -92,8 +100,9 @@ def role_bodies(index_pattern: str) -> dict[str, dict[str, Any]]:
     """The two OpenSearch roles, as ``PUT _plugins/_security/api/roles/<name>`` bodies."""
     return {
         SEARCH_ROLE: {
-            "description": "learnrec API: k-NN search on the item alias, alias swap",
-            "cluster_permissions": [],
+            "description": "learnrec API: k-NN search on the item alias, catalog "
+            "updates into it, alias swap",
+            "cluster_permissions": list(SEARCH_CLUSTER_ACTIONS),
             "index_permissions": [
                 {"index_patterns": [index_pattern], "allowed_actions": list(SEARCH_ACTIONS)},
                 ALIAS_LOOKUP,

@@ -116,6 +116,9 @@ class PhysicalValues:
         if kind == "AWS::SageMaker::ModelPackageGroup" and attribute == "ModelPackageGroupArn":
             name = self._name(logical_id, "ModelPackageGroupName", logical_id.lower())
             return f"arn:{PARTITION}:sagemaker:{REGION}:{ACCOUNT}:model-package-group/{name}"
+        if kind == "AWS::RDS::DBProxy" and attribute == "Endpoint":
+            name = self._name(logical_id, "DBProxyName", logical_id.lower())
+            return f"{name}.proxy-c0ffee1234ab.{REGION}.rds.amazonaws.com"
         raise AslError(f"no physical value for {kind}.{attribute} ({logical_id})")
 
 

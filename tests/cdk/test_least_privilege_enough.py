@@ -103,8 +103,9 @@ def _serve(
     private_pem, public_pem = generate_key_pair()
     import boto3
 
-    boto3.client("secretsmanager").create_secret(
-        Name=names.jwt_secret, SecretString=json.dumps({"public_key_pem": public_pem})
+    # The stage's JWT secret exists (empty, as the stack creates it); bootstrap fills it.
+    boto3.client("secretsmanager").put_secret_value(
+        SecretId=names.jwt_secret, SecretString=json.dumps({"public_key_pem": public_pem})
     )
     env = {
         "DATABASE_URL": catalog,

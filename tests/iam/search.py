@@ -61,14 +61,16 @@ def shared_client(path: Path, recorder: Recorder) -> Any:
 
 
 def use_shared_cluster(path: Path, recorder: Recorder, patch: Any = None) -> None:
-    """Every OpenSearch client the code makes (``learnrec.serving.context``) is one on
-    the shared cluster; ``patch`` (a pytest MonkeyPatch) undoes it after the test."""
-    import learnrec.serving.context as context
+    """Every OpenSearch client the code makes is one on the shared cluster: the API, the
+    pipeline function and the jobs all get theirs from
+    :func:`learnrec.retrieval.opensearch_index.signed_client`. ``patch`` (a pytest
+    MonkeyPatch) undoes it after the test."""
+    import learnrec.retrieval.opensearch_index as opensearch_index
 
-    def opensearch_client(endpoint: str, region: str | None = None) -> Any:
+    def signed_client(endpoint: str, region: str | None = None, **_: Any) -> Any:
         return shared_client(path, recorder)
 
     if patch is not None:
-        patch.setattr(context, "opensearch_client", opensearch_client)
+        patch.setattr(opensearch_index, "signed_client", signed_client)
     else:
-        context.opensearch_client = opensearch_client
+        opensearch_index.signed_client = signed_client

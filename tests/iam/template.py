@@ -132,6 +132,12 @@ class Template:
             return self.get_att(logical_id, "Arn")
         if attribute == "QueueName" and kind == "AWS::SQS::Queue":
             return self._property(logical_id, "QueueName")
+        if attribute == "Endpoint" and kind == "AWS::RDS::DBProxy":
+            name = self._property(logical_id, "DBProxyName")
+            return f"{name}.proxy-c0ffee.{self.region}.rds.amazonaws.com"
+        if attribute == "ModelPackageGroupArn" and kind == "AWS::SageMaker::ModelPackageGroup":
+            name = self._property(logical_id, "ModelPackageGroupName")
+            return self.arn("sagemaker", f"model-package-group/{name}")
         raise UnresolvedReferenceError(
             f"Fn::GetAtt {logical_id}.{attribute} ({kind}) is not modelled"
         )

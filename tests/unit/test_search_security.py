@@ -144,12 +144,19 @@ def test_create_puts_both_roles_then_maps_them_to_the_iam_roles(
     ]
     bodies = {r.path.removeprefix(f"{BASE}/"): r.body for r in cluster.requests}
     assert bodies["roles/learnrec_search"] == {
-        "description": "learnrec API: k-NN search on the item alias, alias swap",
-        "cluster_permissions": [],
+        "description": "learnrec API: k-NN search on the item alias, catalog updates into "
+        "it, alias swap",
+        "cluster_permissions": ["indices:data/write/bulk"],
         "index_permissions": [
             {
                 "index_patterns": ["learnrec-items*"],
-                "allowed_actions": ["indices:data/read/search*", "indices:admin/aliases"],
+                "allowed_actions": [
+                    "indices:data/read/search*",
+                    "indices:admin/aliases",
+                    "indices:data/write/bulk*",
+                    "indices:data/write/index",
+                    "indices:admin/refresh*",
+                ],
             },
             {"index_patterns": ["*"], "allowed_actions": ["indices:admin/aliases/get"]},
         ],
@@ -379,7 +386,8 @@ def indexer_requests() -> list[Recorded]:
 
 
 def api_requests() -> list[Recorded]:
-    """What the API sends: filtered k-NN search, and promote/rollback's alias swap."""
+    """What the API sends: filtered k-NN search, promote/rollback's alias swap, and the
+    catalog route's upsert of new items into the serving alias."""
     cluster = FakeCluster()
     client = make_client(cluster)
     index = OpenSearchIndex(client, ALIAS)
@@ -391,6 +399,7 @@ def api_requests() -> list[Recorded]:
     index.search(np.asarray([1, 0], dtype=np.float32), 2, ItemFilter(levels=frozenset({1})))
     index.swap_alias("v2")  # promote
     index.swap_alias("v1")  # rollback
+    index.upsert(_items()[:1])  # PUT /admin/catalog: new items recommendable at once
     return cluster.requests
 
 
@@ -420,9 +429,10 @@ def test_each_role_allows_every_request_of_its_users_and_nothing_unused(
 
 def test_the_search_role_cannot_build_or_delete_indexes() -> None:
     role = role_bodies(f"{ALIAS}*")[SEARCH_ROLE]
-    for action in ("indices:admin/create", "indices:admin/delete", "indices:data/write/index"):
+    for action in ("indices:admin/create", "indices:admin/delete", "indices:admin/mapping/put"):
         assert not _allows(role, "index", action, "learnrec-items-v9")
-    assert not _allows(role, "cluster", "indices:data/write/bulk", "")
+    # It writes documents (catalog updates) only into the alias's indexes.
+    assert not _allows(role, "index", "indices:data/write/index", "other-index")
     # and nothing outside the alias's indexes but the alias lookup
     assert not _allows(role, "index", "indices:data/read/search", "other-index")
 
