@@ -155,6 +155,25 @@ def local_environment() -> Iterator[None]:
                 os.environ[name] = value
 
 
+def _exists(describe: Any) -> bool:
+    """Whether ``describe()`` finds its resource: a not-found error says no."""
+    from botocore.exceptions import ClientError
+
+    try:
+        describe()
+    except ClientError as error:
+        code = str(error.response.get("Error", {}).get("Code", ""))
+        status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        if (
+            "NotFound" in code
+            or code in {"404", "NoSuchBucket", "ValidationException"}
+            or (status == 404)
+        ):
+            return False
+        raise
+    return True
+
+
 def create_resources(aws: LocalAws, names: ResourceNames, shards: int = 1) -> dict[str, str]:
     """The stage's bucket, stream, dead-letter queue, secrets and model package group.
 
@@ -163,27 +182,28 @@ def create_resources(aws: LocalAws, names: ResourceNames, shards: int = 1) -> di
     Idempotent: an existing resource is kept as it is, so a second ``make demo`` finds
     its data again.
     """
+    # Existence is asked by name, never read off a list: list calls answer one page (100
+    # streams or secrets), and a long test session makes more than that.
     s3 = aws.client("s3")
-    if names.data_bucket not in {b["Name"] for b in s3.list_buckets().get("Buckets", [])}:
+    if not _exists(lambda: s3.head_bucket(Bucket=names.data_bucket)):
         s3.create_bucket(Bucket=names.data_bucket)
     kinesis = aws.client("kinesis")
-    if names.events_stream not in kinesis.list_streams().get("StreamNames", []):
+    if not _exists(lambda: kinesis.describe_stream_summary(StreamName=names.events_stream)):
         kinesis.create_stream(StreamName=names.events_stream, ShardCount=shards)
         kinesis.get_waiter("stream_exists").wait(
             StreamName=names.events_stream, WaiterConfig={"Delay": 0.2, "MaxAttempts": 50}
         )
     queue_url = aws.client("sqs").create_queue(QueueName=names.dead_letter_queue)["QueueUrl"]
     secrets = aws.client("secretsmanager")
-    existing = {s["Name"] for s in secrets.list_secrets().get("SecretList", [])}
-    if names.user_id_hash_secret not in existing:
+    if not _exists(lambda: secrets.describe_secret(SecretId=names.user_id_hash_secret)):
         secrets.create_secret(Name=names.user_id_hash_secret, SecretString=os.urandom(32).hex())
-    if names.jwt_secret not in existing:
+    if not _exists(lambda: secrets.describe_secret(SecretId=names.jwt_secret)):
         # As the stack creates it: no keys until `learnrec deploy bootstrap` adds some.
         secrets.create_secret(Name=names.jwt_secret, SecretString=EMPTY_JWT_SECRET)
     sagemaker = aws.client("sagemaker")
-    groups = sagemaker.list_model_package_groups().get("ModelPackageGroupSummaryList", [])
-    if names.model_package_group not in {g["ModelPackageGroupName"] for g in groups}:
-        sagemaker.create_model_package_group(ModelPackageGroupName=names.model_package_group)
+    group = names.model_package_group
+    if not _exists(lambda: sagemaker.describe_model_package_group(ModelPackageGroupName=group)):
+        sagemaker.create_model_package_group(ModelPackageGroupName=group)
     return {
         "bucket": names.data_bucket,
         "stream": names.events_stream,
