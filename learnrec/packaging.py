@@ -145,13 +145,13 @@ FUNCTIONS: dict[str, FunctionSpec] = {
         "migrate", "functions/migrate", "handler.handler", ("base", "db", "migrations")
     ),
     # learnrec.pipeline's drift check computes with numpy; promote moves the OpenSearch
-    # alias with the client in "web".
+    # alias with the client in "search" (not "web": no HTTP framework, no cryptography).
     "pipeline": FunctionSpec(
-        "pipeline", "functions/pipeline", "handler.handler", ("base", "numpy", "web")
+        "pipeline", "functions/pipeline", "handler.handler", ("base", "numpy", "search")
     ),
-    # The stack's OpenSearch security custom resource: opensearch-py is in "web".
+    # The stack's OpenSearch security custom resource: the client in "search".
     "search_security": FunctionSpec(
-        "search_security", "functions/search_security", "handler.handler", ("base", "web")
+        "search_security", "functions/search_security", "handler.handler", ("base", "search")
     ),
 }
 
