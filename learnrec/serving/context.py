@@ -111,6 +111,16 @@ def _hash_key(settings: Settings) -> bytes | Unready:
     return Unready("user_id_hash_key", message)
 
 
+def kinesis_client_config() -> Any:
+    """Kinesis from a request: short timeouts and two attempts, so an unreachable stream is
+    a 503 (the producer retries) within seconds, not after botocore's minute-long default."""
+    from botocore.config import Config
+
+    return Config(
+        connect_timeout=2, read_timeout=5, retries={"max_attempts": 2, "mode": "standard"}
+    )
+
+
 DB_CONNECT_TIMEOUT_S = 5
 """An unreachable database must answer 503 within the function's timeout, not hang it."""
 
@@ -179,7 +189,8 @@ def _assemble(
     if settings.events_stream:
         import boto3
 
-        events = KinesisEventSink(boto3.client("kinesis"), settings.events_stream, key)
+        client = boto3.client("kinesis", config=kinesis_client_config())
+        events = KinesisEventSink(client, settings.events_stream, key)
     experiment = Experiment.parse(settings.experiment_variants, settings.experiment_name)
     pinned = None
     if experiment is not None:

@@ -257,7 +257,8 @@ def test_promote_and_rollback_move_the_opensearch_alias_with_the_pointer(
     # The index service down: a 503 that says so, and both stay on v1.
     cluster.down = True
     status, body = api.call("POST", "/admin/models/v2/promote", token=admin)
-    assert status == 503 and "OpenSearch alias" in body["detail"]
+    assert status == 503 and body["unavailable"] == "vector_index"
+    assert "alias" in body["detail"] and "connection refused" not in body["detail"].lower()
     assert api.call("GET", "/admin/models", token=admin)[1]["active"] == "v1"
     assert cluster.aliases == {alias: {f"{alias}-v1"}}
 
