@@ -173,7 +173,7 @@ class Recommender:
         try:
             hits = self.index.search(vector, self.top_k_retrieval, item_filter)
         except Exception as error:  # VectorIndexError, or any client bug or outage
-            logger.warning("index search failed", exc_info=error)
+            logger.warning("index failed", exc_info=error)
             return self._popular(bundle, item_filter, options, ["index failed"])
         if not hits:
             return self._popular(bundle, item_filter, options, ["no candidates passed the filters"])
