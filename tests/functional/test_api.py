@@ -111,8 +111,9 @@ def test_api_docs_are_served_only_where_enabled(api: Api) -> None:
 
     closed = create_app(no_context, docs=False)
     handler = Mangum(closed, lifespan="off")
+    lambda_context: Any = LambdaContext()  # Mangum types its own protocol
     for path in ("/docs", "/redoc", "/openapi.json", "/docs/oauth2-redirect"):
-        response = handler(rest_event("GET", path), LambdaContext())
+        response = handler(rest_event("GET", path), lambda_context)
         assert response["statusCode"] == 404, path
     # The spec is still built for docs/API.md and the gateway's routes.
     opened = create_app(no_context, docs=True)
