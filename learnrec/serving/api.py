@@ -136,7 +136,8 @@ class ServingContext:
         if version is None or version == self.model.version or self.pinned is None:
             return active, variant.name, []
         pinned: Recommender | None = self.pinned.get(version)
-        if pinned is None:  # why (a path, an S3 error) is logged by PinnedModels, not shown
+        if pinned is None:  # why (a path, an S3 error) is logged, not shown
+            logger.warning("variant model %s unavailable: %s", version, self.pinned.error(version))
             return active, variant.name, [f"variant model {version} unavailable"]
         return pinned, variant.name, []
 
@@ -338,7 +339,9 @@ def create_app(context_factory: Callable[[], ServingContext], docs: bool | None 
                 else "the active model cannot be loaded from the model store"
             )
         elif ctx.model.error:  # serving the version it has; the newer one failed to load
-            dependencies["model"] = "a newer model version cannot be loaded; serving the last"
+            dependencies["model"] = (
+                "the model store or the active version cannot be read; serving the loaded one"
+            )
         else:
             dependencies["model"] = "ok"
         if ctx.model.error:

@@ -112,12 +112,24 @@ def _hash_key(settings: Settings) -> bytes | Unready:
 
 
 def kinesis_client_config() -> Any:
-    """Kinesis from a request: short timeouts and two attempts, so an unreachable stream is
-    a 503 (the producer retries) within seconds, not after botocore's minute-long default."""
+    """Kinesis from a request: short timeouts and one attempt per call (the sink's producer
+    retries refused records itself, three times), so an unreachable stream is a 503 that
+    producers retry within seconds, not after botocore's minute-long defaults."""
     from botocore.config import Config
 
     return Config(
-        connect_timeout=2, read_timeout=5, retries={"max_attempts": 2, "mode": "standard"}
+        connect_timeout=2, read_timeout=5, retries={"max_attempts": 1, "mode": "standard"}
+    )
+
+
+def model_store_client_config() -> Any:
+    """S3 for the model store: a pointer read that cannot connect fails in seconds (the
+    container keeps serving the model it has; admin routes answer 503), while a bundle
+    download still has time for each of its reads."""
+    from botocore.config import Config
+
+    return Config(
+        connect_timeout=3, read_timeout=30, retries={"max_attempts": 3, "mode": "standard"}
     )
 
 
@@ -179,7 +191,12 @@ def build_context(settings: Settings | None = None) -> ServingContext:
 def _assemble(
     settings: Settings, store: CatalogStore, verifier: TokenVerifier, key: bytes
 ) -> ServingContext:
-    models = store_from_url(settings.model_store)
+    s3_client = None
+    if settings.model_store.startswith("s3://"):
+        import boto3
+
+        s3_client = boto3.client("s3", config=model_store_client_config())
+    models = store_from_url(settings.model_store, s3_client)
     active = ActiveModel(
         models,
         lambda path: load_recommender(path, settings),
