@@ -64,10 +64,18 @@ class Settings(BaseSettings):
     # JSON, e.g. '{"control": "v1", "treatment": "v2"}' (see learnrec.events.experiments).
     experiment_variants: str | None = None
     experiment_name: str = "default"
+    # The interactive API docs (/docs, /redoc) and the spec (/openapi.json). Unset: on
+    # locally, off in Lambda, so a deployed stage serves them only when its stack sets
+    # API_DOCS=true; they describe every route and parameter to anyone who asks.
+    api_docs: bool | None = None
 
     @property
     def in_lambda(self) -> bool:
         return bool(self.aws_lambda_function_name)
+
+    @property
+    def docs_enabled(self) -> bool:
+        return self.api_docs if self.api_docs is not None else not self.in_lambda
 
     @property
     def database_pool(self) -> tuple[int, int]:

@@ -5,6 +5,12 @@ for recommendations, :class:`~learnrec.storage.CatalogStore` for catalog, profil
 history, the model store for versions, the Kinesis sink for events. Each dependency is
 injected with ``Annotated[..., Depends(...)]`` from one :class:`ServingContext`, so tests
 swap any of them. Errors are JSON ``{"error": ..., "detail": ...}``; never a stack trace.
+
+A dependency that fails is answered honestly: with a flagged, degraded 200 where a
+useful answer exists without it (popular items from the bundle while the database is
+down, ``fallback``/``degraded`` say so), otherwise 503 with ``Retry-After`` naming the
+dependency. Bodies never carry exception text, endpoints, account ids or paths (they
+reach any client); the log keeps the detail.
 """
 
 import json
@@ -13,16 +19,18 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 from fastapi import Depends, FastAPI, Header, HTTPException, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from sqlalchemy import text
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from learnrec.config import get_settings
 from learnrec.events.experiments import Experiment, PinnedModels, new_recommendation_id
 from learnrec.events.producer import MAX_RECORDS_PER_CALL, KinesisEventSink
 from learnrec.events.records import MAX_EVENT_BYTES, Rejection, derive_event_id, validate_event
@@ -35,7 +43,7 @@ from learnrec.pipeline.lifecycle import (
     activate,
     go_back,
 )
-from learnrec.schemas import ContentItem, Event, FieldError, Learner
+from learnrec.schemas import MAX_LEVEL, MIN_LEVEL, ContentItem, Event, FieldError, Learner
 from learnrec.serving import telemetry
 from learnrec.serving.auth import (
     AuthError,
@@ -44,6 +52,7 @@ from learnrec.serving.auth import (
     authorize_admin,
     authorize_events,
     authorize_learner,
+    authorize_reader,
 )
 from learnrec.serving.model_store import ActiveModel, ModelStore
 from learnrec.serving.readiness import ContextLoader, NotReadyError
@@ -53,8 +62,35 @@ from learnrec.storage import CatalogStore
 logger = logging.getLogger("learnrec.serving")
 MAX_K = 100
 DATABASE_RETRY_AFTER_S = 5
+RETRY_AFTER_S = 5
+"""What a 503 for a dependency that failed mid-flight asks clients to wait."""
+DATABASE_DOWN = (OperationalError, InterfaceError, PoolTimeoutError)
+"""What SQLAlchemy raises when the database cannot be reached, or no connection is free."""
+DATABASE_UNAVAILABLE = "the database cannot be reached; retrying"
+Level = Annotated[int, Field(ge=MIN_LEVEL, le=MAX_LEVEL)]
+Topic = Annotated[str, Field(min_length=1, max_length=64)]
+ItemId = Annotated[str, Field(min_length=1, max_length=128)]
 # A full batch of the largest events, with room for the list's brackets and commas.
 MAX_BODY_BYTES = MAX_RECORDS_PER_CALL * (MAX_EVENT_BYTES + 2)
+
+
+class DependencyUnavailableError(Exception):
+    """A dependency failed and no useful answer exists without it: a 503.
+
+    ``message`` goes to the client as it is, so it is a fixed text; the cause is chained
+    and logged, never shown.
+    """
+
+    def __init__(self, dependency: str, message: str) -> None:
+        super().__init__(message)
+        self.dependency = dependency
+        self.message = message
+
+
+def unavailable(dependency: str, message: str, error: BaseException) -> NoReturn:
+    """Log ``error`` in full, then raise the 503 that names only the dependency."""
+    logger.warning("%s unavailable: %s", dependency, message, exc_info=error)
+    raise DependencyUnavailableError(dependency, message) from error
 
 
 @dataclass
@@ -100,9 +136,9 @@ class ServingContext:
         if version is None or version == self.model.version or self.pinned is None:
             return active, variant.name, []
         pinned: Recommender | None = self.pinned.get(version)
-        if pinned is None:
-            why = self.pinned.error(version) or "not loaded"
-            return active, variant.name, [f"variant model {version} unavailable ({why})"]
+        if pinned is None:  # why (a path, an S3 error) is logged, not shown
+            logger.warning("variant model %s unavailable: %s", version, self.pinned.error(version))
+            return active, variant.name, [f"variant model {version} unavailable"]
         return pinned, variant.name, []
 
 
@@ -130,12 +166,16 @@ class SimilarOut(BaseModel):
     content_id: str
     model_version: str | None
     fallback: str | None
+    degraded: list[str] = Field(default=[], description="why a fallback served it, if one did")
     items: list[ItemOut]
 
 
 class TrendingOut(BaseModel):
     window_days: int
     source: str = Field(description="recent_engagement, or model_popularity when none")
+    degraded: list[str] = Field(
+        default=[], description="set when a failing dependency left model_popularity"
+    )
     items: list[ItemOut]
 
 
@@ -158,14 +198,26 @@ class VersionsOut(BaseModel):
     versions: list[str]
 
 
-def create_app(context_factory: Callable[[], ServingContext]) -> FastAPI:
+def create_app(context_factory: Callable[[], ServingContext], docs: bool | None = None) -> FastAPI:
     """Build the app; ``context_factory`` runs at the first request, until it succeeds.
 
     A factory that fails (a stage whose secrets are not filled yet, a database that is
     down) makes every route answer 503 with ``Retry-After``; it is tried again after a
     bounded back-off (``app.state.context_loader``), never per request.
+
+    ``docs`` serves ``/docs``, ``/redoc`` and ``/openapi.json`` (default: the settings'
+    ``API_DOCS``, on locally, off in Lambda). ``app.openapi()`` builds the spec either way,
+    for docs/API.md and the gateway's routes.
     """
-    app = FastAPI(title="learnrec", version="0.1.0", docs_url="/docs")
+    if docs is None:
+        docs = get_settings().docs_enabled
+    app = FastAPI(
+        title="learnrec",
+        version="0.1.0",
+        docs_url="/docs" if docs else None,
+        redoc_url="/redoc" if docs else None,
+        openapi_url="/openapi.json" if docs else None,
+    )
     loader = ContextLoader(context_factory)
     app.state.context_loader = loader
 
@@ -208,19 +260,32 @@ def create_app(context_factory: Callable[[], ServingContext]) -> FastAPI:
         )
 
     # The database went away after start-up: the same 503 as a database not there at start.
-    @app.exception_handler(OperationalError)
-    async def _database_down(_: Request, error: OperationalError) -> JSONResponse:
-        logger.warning("database unavailable: %s", error.orig or error)
-        message = "the database cannot be reached; retrying"
+    async def _database_down(_: Request, error: Exception) -> JSONResponse:
+        logger.warning("database unavailable: %s", error)
         return JSONResponse(
             {
                 "error": "service unavailable",
-                "detail": message,
+                "detail": DATABASE_UNAVAILABLE,
                 "status": "not ready",
-                "not_ready": {"database": message},
+                "not_ready": {"database": DATABASE_UNAVAILABLE},
             },
             status_code=503,
             headers={"Retry-After": str(DATABASE_RETRY_AFTER_S)},
+        )
+
+    for kind in DATABASE_DOWN:
+        app.add_exception_handler(kind, _database_down)
+
+    @app.exception_handler(DependencyUnavailableError)
+    async def _dependency_down(_: Request, error: DependencyUnavailableError) -> JSONResponse:
+        return JSONResponse(
+            {
+                "error": "service unavailable",
+                "detail": error.message,
+                "unavailable": error.dependency,
+            },
+            status_code=503,
+            headers={"Retry-After": str(RETRY_AFTER_S)},
         )
 
     @app.exception_handler(RequestValidationError)
@@ -234,28 +299,64 @@ def create_app(context_factory: Callable[[], ServingContext]) -> FastAPI:
     # Starlette's base class: routing's own 404/405 and body-parsing 400s raise it too.
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, error: StarletteHTTPException) -> JSONResponse:
+        headers = dict(getattr(error, "headers", None) or {})
+        if error.status_code == 503:  # every 503 tells the client when to come back
+            headers.setdefault("Retry-After", str(RETRY_AFTER_S))
         return JSONResponse(
             {"error": "request failed", "detail": error.detail},
             error.status_code,
-            headers=getattr(error, "headers", None),
+            headers=headers or None,
         )
 
+    # A bug, not a failing dependency (those are 503s above): logged, never described.
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, error: Exception) -> JSONResponse:
+        logger.error("unhandled error", exc_info=error)
         return JSONResponse(
             {"error": "internal error", "detail": "the request could not be completed"}, 500
         )
 
     @app.get("/health")
-    def health(ctx: Ctx) -> dict[str, Any]:
-        with ctx.store.engine.connect() as connection:  # down: the 503 handler says so
-            connection.execute(text("SELECT 1"))
+    def health(ctx: Ctx) -> JSONResponse:
+        """Which dependency is down, in fixed words: no paths, no exception text.
+
+        The database down is a 503 (writes cannot be served; reads are degraded); a
+        model that cannot be loaded is a 200 ``degraded`` (popular items still answer).
+        """
+        dependencies: dict[str, str] = {}
+        try:
+            with ctx.store.engine.connect() as connection:
+                connection.execute(text("SELECT 1"))
+            dependencies["database"] = "ok"
+        except DATABASE_DOWN as error:
+            logger.warning("health: database unavailable: %s", error)
+            dependencies["database"] = DATABASE_UNAVAILABLE
         ctx.model.get()
-        return {
-            "status": "ok" if ctx.model.version else "degraded",
+        if ctx.model.version is None:
+            dependencies["model"] = (
+                "no active model version"
+                if ctx.model.error in (None, "no active model version")
+                else "the active model cannot be loaded from the model store"
+            )
+        elif ctx.model.error:  # serving the version it has; the newer one failed to load
+            dependencies["model"] = (
+                "the model store or the active version cannot be read; serving the loaded one"
+            )
+        else:
+            dependencies["model"] = "ok"
+        if ctx.model.error:
+            logger.warning("health: model: %s", ctx.model.error)
+        body: dict[str, Any] = {
+            "status": "ok" if dependencies["model"] == "ok" else "degraded",
             "model_version": ctx.model.version,
-            "model_error": ctx.model.error,
+            "dependencies": dependencies,
         }
+        if dependencies["database"] == "ok":
+            return JSONResponse(body)
+        body.update(status="not ready", not_ready={"database": DATABASE_UNAVAILABLE})
+        return JSONResponse(
+            body, status_code=503, headers={"Retry-After": str(DATABASE_RETRY_AFTER_S)}
+        )
 
     @app.get("/recommend/{user_id}", response_model=RecommendationsOut)
     def recommend(
@@ -264,16 +365,23 @@ def create_app(context_factory: Callable[[], ServingContext]) -> FastAPI:
         caller: Caller,
         k: Annotated[int, Query(ge=1, le=MAX_K)] = 10,
         include_consumed: bool = False,
-        include_topics: Annotated[list[str] | None, Query(max_length=50)] = None,
-        exclude_topics: Annotated[list[str] | None, Query(max_length=50)] = None,
-        levels: Annotated[list[int] | None, Query(max_length=5)] = None,
-        exclude_ids: Annotated[list[str] | None, Query(max_length=500)] = None,
+        include_topics: Annotated[list[Topic] | None, Query(max_length=50)] = None,
+        exclude_topics: Annotated[list[Topic] | None, Query(max_length=50)] = None,
+        levels: Annotated[list[Level] | None, Query(max_length=MAX_LEVEL)] = None,
+        exclude_ids: Annotated[list[ItemId] | None, Query(max_length=500)] = None,
     ) -> RecommendationsOut:
         authorize_learner(caller, user_id)
         started = time.perf_counter()
         key = ctx.user_key(user_id)
         recommender, variant, notes = ctx.recommender_for(key)
-        profile, opted_out, recent = ctx.store.learner_context(key)
+        database_down: Exception | None = None
+        try:
+            profile, opted_out, recent = ctx.store.learner_context(key)
+        except DATABASE_DOWN as error:
+            # Popular items from the bundle use nothing of the learner's, so they are a
+            # safe answer for anyone, opted out or erased included.
+            logger.warning("recommend without the database: %s", error)
+            profile, opted_out, recent, database_down = None, False, [], error
         history = [HistoryItem(h.content_id, h.weight) for h in reversed(recent)]
         options = RecommendOptions(
             k=k,
@@ -284,7 +392,12 @@ def create_app(context_factory: Callable[[], ServingContext]) -> FastAPI:
             exclude_ids=frozenset(exclude_ids or ()),
         )
         recommender = recommender or Recommender(None, None)
-        if opted_out:
+        if database_down is not None:
+            why = "the database is unavailable: popular items, without the learner's history"
+            result = recommender.non_personalised(history, options, why)
+            if not result.items:  # no model either: nothing useful, the database's 503
+                raise database_down
+        elif opted_out:
             # Opted out of personalisation: their data shapes nothing but the filters.
             result = recommender.non_personalised(history, options, "learner opted out")
         else:
@@ -316,6 +429,7 @@ def create_app(context_factory: Callable[[], ServingContext]) -> FastAPI:
         caller: Caller,
         k: Annotated[int, Query(ge=1, le=MAX_K)] = 10,
     ) -> SimilarOut:
+        authorize_reader(caller)
         recommender: Recommender | None = ctx.model.get()
         if recommender is None:
             raise HTTPException(503, "no model is loaded yet")
@@ -326,6 +440,7 @@ def create_app(context_factory: Callable[[], ServingContext]) -> FastAPI:
             content_id=content_id,
             model_version=result.model_version,
             fallback=result.fallback.value if result.fallback else None,
+            degraded=result.degraded,
             items=[ItemOut(**vars(i)) for i in result.items],
         )
 
@@ -337,8 +452,16 @@ def create_app(context_factory: Callable[[], ServingContext]) -> FastAPI:
         days: Annotated[int, Query(ge=1, le=90)] = 7,
     ) -> TrendingOut:
         """Most learners over the last ``days``; the model's all-time popular if none."""
+        authorize_reader(caller)
         since = datetime.now(UTC) - timedelta(days=days)
-        counts = ctx.store.trending(since, k)
+        degraded: list[str] = []
+        database_down: Exception | None = None
+        try:
+            counts = ctx.store.trending(since, k)
+        except DATABASE_DOWN as error:
+            logger.warning("trending without the database: %s", error)
+            counts, database_down = [], error
+            degraded = ["the database is unavailable: the model's popular items"]
         if counts:
             items = [
                 ItemOut(content_id=cid, score=float(n), rank=r, reason=f"{n} learners recently")
@@ -347,8 +470,13 @@ def create_app(context_factory: Callable[[], ServingContext]) -> FastAPI:
             return TrendingOut(window_days=days, source="recent_engagement", items=items)
         recommender: Recommender | None = ctx.model.get()
         popular = recommender.popular(k) if recommender else []
+        if database_down is not None and not popular:  # no model either: the 503
+            raise database_down
         return TrendingOut(
-            window_days=days, source="model_popularity", items=[ItemOut(**vars(i)) for i in popular]
+            window_days=days,
+            source="model_popularity",
+            degraded=degraded,
+            items=[ItemOut(**vars(i)) for i in popular],
         )
 
     @app.put("/learners/{user_id}/profile", response_model=Learner)
@@ -398,20 +526,7 @@ def create_app(context_factory: Callable[[], ServingContext]) -> FastAPI:
                 checked = checked.model_copy(update={"event_id": event_id})
             valid.append((index, checked))
         authorize_events(caller, {e.user_id for _, e in valid})
-        if valid and ctx.events is None:
-            raise HTTPException(503, "the event stream is not configured")
-        sent = ctx.events.put([e for _, e in valid]) if ctx.events else []
-        for (index, event), outcome in zip(valid, sent, strict=True):
-            errors = (
-                []
-                if outcome.accepted
-                else [FieldError(field="(stream)", message=outcome.error or "")]
-            )
-            results.append(
-                EventResultOut(
-                    index=index, accepted=outcome.accepted, event_id=event.event_id, errors=errors
-                )
-            )
+        results.extend(_send_events(ctx, valid))
         results.sort(key=lambda r: r.index)
         accepted = sum(r.accepted for r in results)
         out = EventsOut(accepted=accepted, rejected=len(results) - accepted, results=results)
@@ -424,17 +539,20 @@ def create_app(context_factory: Callable[[], ServingContext]) -> FastAPI:
         authorize_admin(caller)
         if not items or len(items) > 1000:
             raise HTTPException(400, "send 1 to 1000 items per request")
-        ctx.store.upsert_items(items)
         recommender: Recommender | None = ctx.model.get()
-        indexed = recommender.add_items(items) if recommender else 0
+        indexed = _upsert_catalog(ctx, recommender, items)
         return {"upserted": len(items), "indexed": indexed}
 
     @app.get("/admin/models", response_model=VersionsOut)
     def list_models(ctx: Ctx, caller: Caller) -> VersionsOut:
         authorize_admin(caller)
-        pointer = ctx.models.pointer()
+        try:
+            pointer = ctx.models.pointer()
+            versions = ctx.models.versions()
+        except Exception as error:  # S3 down, throttled, or denied: botocore's many types
+            unavailable("model_store", "the model store cannot be read; retrying", error)
         return VersionsOut(
-            active=pointer.active, previous=list(pointer.previous), versions=ctx.models.versions()
+            active=pointer.active, previous=list(pointer.previous), versions=versions
         )
 
     @app.post("/admin/models/{version}/promote", response_model=VersionsOut)
@@ -453,14 +571,96 @@ def create_app(context_factory: Callable[[], ServingContext]) -> FastAPI:
     return app
 
 
+STREAM_UNAVAILABLE = "the event stream is unavailable; send the events again"
+STREAM_REFUSED = "the event stream did not take this event; send it again"
+
+
+def _send_events(ctx: ServingContext, valid: list[tuple[int, Event]]) -> list[EventResultOut]:
+    """Put the valid events on the stream; one result each.
+
+    When the stream took none of them (down, throttled, misconfigured) the whole request
+    is a 503 with ``Retry-After``, so producers retry rather than drop events as
+    "rejected". Kinesis's own messages name the stream's endpoint and account, so a
+    refused event's error is a fixed text and the detail goes to the log.
+    """
+    if not valid:
+        return []
+    if ctx.events is None:
+        raise DependencyUnavailableError("event_stream", "the event stream is not configured")
+    try:
+        sent = ctx.events.put([e for _, e in valid])
+    except Exception as error:
+        unavailable("event_stream", STREAM_UNAVAILABLE, error)
+    refused = [outcome.error for outcome in sent if not outcome.accepted]
+    if refused:
+        logger.warning(
+            "event stream refused %d of %d events: %s", len(refused), len(sent), refused[0]
+        )
+    if len(refused) == len(sent):
+        raise DependencyUnavailableError("event_stream", STREAM_UNAVAILABLE)
+    return [
+        EventResultOut(
+            index=index,
+            accepted=outcome.accepted,
+            event_id=event.event_id,
+            errors=[]
+            if outcome.accepted
+            else [FieldError(field="(stream)", message=STREAM_REFUSED)],
+        )
+        for (index, event), outcome in zip(valid, sent, strict=True)
+    ]
+
+
+class _IndexWriteError(Exception):
+    """Raised inside the catalog transaction so that the database write is rolled back."""
+
+
+def _upsert_catalog(
+    ctx: ServingContext, recommender: Recommender | None, items: list[ContentItem]
+) -> int:
+    """Write the items to the database and the index together, or to neither.
+
+    The index write runs inside the database transaction, after the rows are written and
+    before the commit: when it fails, the transaction is rolled back, nothing changed,
+    and the answer is a 503 to retry. The database goes first because its write can be
+    undone and the index's cannot (an OpenSearch bulk write is not atomic). What remains
+    is a commit that fails after the index took the items; the client gets a 503 and its
+    retry writes the same items again, idempotently, on both sides.
+    """
+    indexed = 0
+
+    def index_items() -> None:
+        nonlocal indexed
+        if recommender is None:  # no model yet: the next bundle is built from the database
+            return
+        try:
+            indexed = recommender.add_items(items)
+        except Exception as error:
+            raise _IndexWriteError from error
+
+    try:
+        ctx.store.upsert_items(items, then=index_items)
+    except _IndexWriteError as failed:
+        unavailable(
+            "vector_index",
+            "the item index could not be updated, so nothing was changed; send the items again",
+            failed.__cause__ or failed,
+        )
+    return indexed
+
+
 def _lifecycle(change: Callable[[], object], missing: int) -> None:
     """Run a promote/rollback; nothing moved when it raises. An index service that
-    cannot move its alias is a 503 (try again), not the caller's mistake."""
+    cannot move its alias, or a model store that cannot be read, is a 503 (try again),
+    not the caller's mistake."""
     try:
         change()
     except UnknownVersionError as error:
         raise HTTPException(missing, str(error)) from None
     except IndexAliasError as error:
-        raise HTTPException(503, str(error)) from None
-    except LifecycleError as error:
-        raise HTTPException(409, str(error)) from None
+        unavailable("vector_index", "the item index alias cannot be moved; retrying", error)
+    except LifecycleError as error:  # its text may name the store's paths: logged only
+        logger.warning("model lifecycle refused: %s", error)
+        raise HTTPException(409, "the version could not be made active; nothing changed") from None
+    except Exception as error:
+        unavailable("model_store", "the model store cannot be read or written; retrying", error)

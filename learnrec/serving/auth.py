@@ -19,6 +19,9 @@ Design choices, and why:
   ``learnrec auth dev-keys`` / ``learnrec auth token``).
 * A token without a ``roles`` claim has no roles and so may do nothing: access is granted by
   a role, never assumed.
+* Every token must say when it was issued (``iat``) and live at most
+  :data:`MAX_TOKEN_LIFETIME_S` (``exp - iat``): an issuer misconfigured to mint year-long
+  tokens would otherwise turn every leaked token into a long-lived credential.
 * Error messages never contain user ids or token contents, because user ids are only ever
   stored or logged hashed (DESIGN.md, Security) and error messages end up in logs.
 """
@@ -48,6 +51,10 @@ ALGORITHM = "RS256"
 LEEWAY_SECONDS = 30
 """Clock skew tolerated on ``exp``, ``nbf`` and ``iat``: Lambda and issuer clocks drift a bit."""
 
+MAX_TOKEN_LIFETIME_S = 24 * 3600
+"""Longest ``exp - iat`` accepted (``JWT_MAX_LIFETIME_S`` overrides it): a leaked token
+is usable for a bounded time, whatever lifetime its issuer chose."""
+
 MIN_RSA_KEY_BITS = 2048
 MAX_TOKEN_CHARS = 8192
 """Longer bearer tokens are refused before parsing; real ones are well under 2 KB."""
@@ -58,6 +65,7 @@ ENV_SECRET_ID = "JWT_SECRET_ID"
 ENV_ISSUER = "JWT_ISSUER"
 ENV_AUDIENCE = "JWT_AUDIENCE"
 ENV_ALGORITHM = "JWT_ALGORITHM"
+ENV_MAX_LIFETIME = "JWT_MAX_LIFETIME_S"
 
 
 class Role(StrEnum):
@@ -267,8 +275,11 @@ class TokenVerifier:
         issuer: str | None = None,
         audience: str | None = None,
         leeway_seconds: float = LEEWAY_SECONDS,
+        max_lifetime_s: int = MAX_TOKEN_LIFETIME_S,
     ) -> None:
         """Prefer the ``from_*`` constructors; ``keys`` maps key id (None: any) to key."""
+        if max_lifetime_s <= 0:
+            raise AuthConfigurationError("the maximum token lifetime must be positive")
         if not keys:
             raise AuthConfigurationError("a token verifier needs at least one public key")
         self._keys = {kid: _check_rsa_public_key(key, f"key {kid!r}") for kid, key in keys.items()}
@@ -277,6 +288,7 @@ class TokenVerifier:
         self.issuer = issuer or None
         self.audience = audience or None
         self.leeway_seconds = leeway_seconds
+        self.max_lifetime_s = max_lifetime_s
 
     @property
     def key_ids(self) -> frozenset[str | None]:
@@ -386,6 +398,7 @@ class TokenVerifier:
             )
         issuer = issuer if issuer is not None else from_env(ENV_ISSUER)
         audience = audience if audience is not None else from_env(ENV_AUDIENCE)
+        max_lifetime_s = max_token_lifetime(env)
 
         level = "arguments"
         sources = [public_key_pem, jwks, secret_id]
@@ -406,11 +419,14 @@ class TokenVerifier:
                 f"several JWT key sources in {level} (public key, JWKS, secret id); give one"
             )
         if public_key_pem is not None:
-            return cls.from_public_key_pem(public_key_pem, issuer=issuer, audience=audience)
-        if jwks is not None:
-            return cls.from_jwks(jwks, issuer=issuer, audience=audience)
-        assert secret_id is not None  # exactly one source is set
-        return cls.from_secret(secret_id, client=client, issuer=issuer, audience=audience)
+            verifier = cls.from_public_key_pem(public_key_pem, issuer=issuer, audience=audience)
+        elif jwks is not None:
+            verifier = cls.from_jwks(jwks, issuer=issuer, audience=audience)
+        else:
+            assert secret_id is not None  # exactly one source is set
+            verifier = cls.from_secret(secret_id, client=client, issuer=issuer, audience=audience)
+        verifier.max_lifetime_s = max_lifetime_s
+        return verifier
 
     # -- verification
 
@@ -434,7 +450,7 @@ class TokenVerifier:
                 audience=self.audience,
                 leeway=self.leeway_seconds,
                 options={
-                    "require": ["exp", "sub"],
+                    "require": ["exp", "iat", "sub"],
                     "verify_signature": True,
                     "verify_exp": True,
                     "verify_nbf": True,
@@ -450,6 +466,11 @@ class TokenVerifier:
             raise AuthError(401, f"token is missing the '{error.claim}' claim") from None
         except jwt.PyJWTError as error:
             raise AuthError(401, _message_for(error)) from None
+        # PyJWT has checked both are numbers (and iat not in the future).
+        if claims["exp"] - claims["iat"] > self.max_lifetime_s:
+            raise AuthError(
+                401, f"token lifetime (exp - iat) is over the maximum of {self.max_lifetime_s} s"
+            )
         subject = claims["sub"]
         if not isinstance(subject, str) or not subject.strip():
             raise AuthError(401, "token has an empty subject")
@@ -473,6 +494,25 @@ class TokenVerifier:
         if kid is None:
             raise AuthError(401, "token has no key id (kid) and several keys are trusted")
         raise AuthError(401, "unknown token key id")
+
+
+def max_token_lifetime(environ: Mapping[str, str] | None = None) -> int:
+    """The maximum ``exp - iat`` in seconds: ``JWT_MAX_LIFETIME_S`` if set, else 24 h.
+
+    The verifier and ``learnrec auth token`` read it the same way, so the CLI never
+    signs a token the API would refuse.
+    """
+    env = os.environ if environ is None else environ
+    text = env.get(ENV_MAX_LIFETIME, "").strip()
+    if not text:
+        return MAX_TOKEN_LIFETIME_S
+    try:
+        value = int(text)
+    except ValueError:
+        raise AuthConfigurationError(f"{ENV_MAX_LIFETIME}={text!r} is not a whole number") from None
+    if value <= 0:
+        raise AuthConfigurationError(f"{ENV_MAX_LIFETIME} must be a positive number of seconds")
+    return value
 
 
 def _bearer_token(authorization_header: str | None) -> str:
@@ -505,6 +545,15 @@ def authorize_learner(principal: Principal, user_id: str) -> None:
         raise AuthError(403, "learner, service or admin role required")
     if principal.subject != user_id:
         raise AuthError(403, "token is for another learner")
+
+
+def authorize_reader(principal: Principal) -> None:
+    """Allow reading what is not personal (trending, similar items): any known role.
+
+    A valid token without a role is still refused: access is granted by a role.
+    """
+    if not principal.has_role(Role.LEARNER, Role.SERVICE, Role.ADMIN):
+        raise AuthError(403, "learner, service or admin role required")
 
 
 def authorize_admin(principal: Principal) -> None:
@@ -607,15 +656,21 @@ def issue_token(
     audience: str | None = None,
     kid: str | None = None,
     now: datetime | None = None,
+    max_lifetime_s: int = MAX_TOKEN_LIFETIME_S,
 ) -> str:
     """An RS256 token for local development and tests (the service itself never issues).
 
     ``roles`` must be known role names, so a typo fails here rather than as a puzzling 403.
     ``now`` fixes the clock, and a ``ttl_seconds`` of zero or less gives a token that is
     already expired: both exist so tests can exercise the 401 paths with real signatures.
+    A ``ttl_seconds`` over ``max_lifetime_s`` is refused, as the verifier would refuse it.
     """
     if not subject:
         raise ValueError("subject must not be empty")
+    if ttl_seconds > max_lifetime_s:
+        raise ValueError(
+            f"a token may live at most {max_lifetime_s} s (the API refuses longer ones)"
+        )
     requested = list(roles)
     try:
         role_names = sorted({Role(role).value for role in requested})

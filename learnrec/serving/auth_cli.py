@@ -20,6 +20,7 @@ from learnrec.serving.auth import (
     generate_key_pair,
     issue_token,
     key_id,
+    max_token_lifetime,
     public_jwks,
     public_pem_of,
 )
@@ -86,6 +87,12 @@ def _token(args: argparse.Namespace) -> int:
     private_pem = Path(args.private_key).read_text(encoding="ascii")
     if args.ttl <= 0:
         raise ValueError("--ttl must be a positive number of seconds")
+    longest = max_token_lifetime(os.environ)
+    if args.ttl > longest:
+        raise ValueError(
+            f"--ttl {args.ttl} is over the maximum token lifetime of {longest} s "
+            "(JWT_MAX_LIFETIME_S); the API would refuse the token"
+        )
     roles = [role.strip() for role in args.roles.split(",") if role.strip()]
     if not roles:
         raise ValueError("--roles needs at least one role")
@@ -98,6 +105,7 @@ def _token(args: argparse.Namespace) -> int:
         issuer=issuer,
         audience=audience,
         kid=args.kid or key_id(public_pem_of(private_pem)),
+        max_lifetime_s=longest,
     )
     print(token)
     return 0
@@ -125,7 +133,12 @@ def add_auth_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentPa
         default=Role.LEARNER.value,
         help=f"comma-separated, of: {', '.join(role.value for role in Role)} (default: learner)",
     )
-    token.add_argument("--ttl", type=int, default=3600, help="seconds until expiry")
+    token.add_argument(
+        "--ttl",
+        type=int,
+        default=3600,
+        help="seconds until expiry, at most $JWT_MAX_LIFETIME_S (default 86400)",
+    )
     token.add_argument(
         "--issuer", default=None, help="iss claim (default: the --stage's, else $JWT_ISSUER)"
     )

@@ -111,6 +111,28 @@ def _hash_key(settings: Settings) -> bytes | Unready:
     return Unready("user_id_hash_key", message)
 
 
+def kinesis_client_config() -> Any:
+    """Kinesis from a request: short timeouts and one attempt per call (the sink's producer
+    retries refused records itself, three times), so an unreachable stream is a 503 that
+    producers retry within seconds, not after botocore's minute-long defaults."""
+    from botocore.config import Config
+
+    return Config(
+        connect_timeout=2, read_timeout=5, retries={"max_attempts": 1, "mode": "standard"}
+    )
+
+
+def model_store_client_config() -> Any:
+    """S3 for the model store: a pointer read that cannot connect fails in seconds (the
+    container keeps serving the model it has; admin routes answer 503), while a bundle
+    download still has time for each of its reads."""
+    from botocore.config import Config
+
+    return Config(
+        connect_timeout=3, read_timeout=30, retries={"max_attempts": 3, "mode": "standard"}
+    )
+
+
 DB_CONNECT_TIMEOUT_S = 5
 """An unreachable database must answer 503 within the function's timeout, not hang it."""
 
@@ -169,7 +191,12 @@ def build_context(settings: Settings | None = None) -> ServingContext:
 def _assemble(
     settings: Settings, store: CatalogStore, verifier: TokenVerifier, key: bytes
 ) -> ServingContext:
-    models = store_from_url(settings.model_store)
+    s3_client = None
+    if settings.model_store.startswith("s3://"):
+        import boto3
+
+        s3_client = boto3.client("s3", config=model_store_client_config())
+    models = store_from_url(settings.model_store, s3_client)
     active = ActiveModel(
         models,
         lambda path: load_recommender(path, settings),
@@ -179,7 +206,8 @@ def _assemble(
     if settings.events_stream:
         import boto3
 
-        events = KinesisEventSink(boto3.client("kinesis"), settings.events_stream, key)
+        client = boto3.client("kinesis", config=kinesis_client_config())
+        events = KinesisEventSink(client, settings.events_stream, key)
     experiment = Experiment.parse(settings.experiment_variants, settings.experiment_name)
     pinned = None
     if experiment is not None:

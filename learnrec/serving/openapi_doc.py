@@ -241,19 +241,32 @@ def _operation(schemas: _Schemas, path: str, method: str, operation: dict[str, A
 INTRODUCTION = """\
 Generated from the OpenAPI spec of `learnrec.serving.api.create_app` by
 `learnrec docs api --out docs/API.md`; do not edit by hand (a test compares the two).
-The live spec is served at `/openapi.json` and browsable at `/docs`.
+Where a stage enables them (`API_DOCS=true`; on by default locally, off in AWS), the
+live spec is served at `/openapi.json` and browsable at `/docs` and `/redoc`.
 
-Every route but `/health` needs an RS256 bearer token (`Authorization: Bearer <jwt>`);
-`/admin/*` needs the `admin` role, a learner's routes need that learner's token or the
-admin role. Errors are JSON, `{"error": "...", "detail": ...}`, with the matching 4xx:
-`401` no or bad token, `403` not allowed, `404` unknown id or route, `422` invalid input
-(the detail lists each field and what is wrong with it). API Gateway answers `429` when
-the stage's throttling limit is hit and `400` when a request fails its validation before
-reaching the function. A recommendation served by a degraded path (no model, index or
-ranker failure) says so in `fallback` and `degraded`; it is never a 5xx. While something
-the API needs is not there (JWT keys a fresh stage has not been bootstrapped with, an
-unreachable database), every route, `/health` included, answers `503` with `Retry-After`
-and `not_ready`, which names each missing dependency and how to fix it.
+Every route but `/health` needs an RS256 bearer token (`Authorization: Bearer <jwt>`)
+that carries `iat` and lives at most 24 hours (`exp - iat`, `JWT_MAX_LIFETIME_S`) and
+at least one role; `/admin/*` needs the `admin` role, a learner's routes need that
+learner's token or the service or admin role. Errors are JSON,
+`{"error": "...", "detail": ...}`, with the matching 4xx: `401` no or bad token, `403`
+not allowed, `404` unknown id or route, `422` invalid input (the detail lists each
+field, query parameters included, and what is wrong with it). API Gateway answers `429`
+when the stage's throttling limit is hit and `400` when a request fails its validation
+before reaching the function.
+
+A failing dependency is never a `500`. Where a useful answer exists without it the
+response is a `200` that says so: a recommendation served by a degraded path (no model,
+index, ranker or database) names it in `fallback` and `degraded`, and `/trending` in
+`degraded`. Otherwise the answer is `503` with `Retry-After` and `unavailable` naming
+the dependency (`database`, `event_stream`, `vector_index`, `model_store`): nothing
+was changed, send the request again. `POST /events` is `503` when the event stream takes
+none of the events, and `PUT /admin/catalog` writes the database and the item index
+together or neither. While something the API needs is not there at start-up (JWT keys a
+fresh stage has not been bootstrapped with, an unreachable database), every route,
+`/health` included, answers `503` with `Retry-After` and `not_ready`, which names each
+missing dependency and how to fix it. `/health` lists its dependencies by name
+(`dependencies`), `503` while the database is down. Bodies never carry exception text,
+endpoints, account ids or file paths; the function's log has the detail.
 
 Examples use `$TOKEN` (for development: `learnrec auth token --private-key
 build/keys/private.pem --sub u00001`) and a placeholder base URL; the deployed one is

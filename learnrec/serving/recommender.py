@@ -164,15 +164,17 @@ class Recommender:
         item_filter = self._filter(history, options)
         if bundle is None or self.index is None:
             return self._popular(None, item_filter, options, ["no model is loaded"])
+        # Notes in ``degraded`` reach clients: fixed texts; the exception goes to the log.
         try:
             vector = bundle.user_vector(user_id, history, profile)
-        except Exception as error:  # a broken tower must not fail the request
+        except Exception:  # a broken tower must not fail the request
             logger.exception("user tower failed")
-            return self._popular(bundle, item_filter, options, [f"user tower failed: {error}"])
+            return self._popular(bundle, item_filter, options, ["user tower failed"])
         try:
             hits = self.index.search(vector, self.top_k_retrieval, item_filter)
-        except VectorIndexError as error:
-            return self._popular(bundle, item_filter, options, [f"index failed: {error}"])
+        except Exception as error:  # VectorIndexError, or any client bug or outage
+            logger.warning("index failed", exc_info=error)
+            return self._popular(bundle, item_filter, options, ["index failed"])
         if not hits:
             return self._popular(bundle, item_filter, options, ["no candidates passed the filters"])
         result = self._rank(bundle, user_id, history, profile, hits, options)
@@ -204,10 +206,10 @@ class Recommender:
             hits = self.index.search(query, k, ItemFilter(exclude_ids=frozenset({content_id})))
             pairs = [(h.content_id, h.score) for h in hits]
             reason = f"Similar content to {bundle.catalog.title(content_id)}"
-        except Exception as error:  # degrade to what learners co-engaged with
+        except Exception:  # degrade to what learners co-engaged with
             logger.exception("similar-items search failed")
             result.fallback = Fallback.POPULARITY
-            result.degraded.append(f"index failed: {error}")
+            result.degraded.append("index failed")
             columns, values = bundle.stats.similarity.row(bundle.space.items.index(content_id))
             order = np.argsort(-values, kind="stable")[:k]
             pairs = [(bundle.space.items.key(int(columns[i])), float(values[i])) for i in order]
@@ -281,10 +283,10 @@ class Recommender:
                 candidates = bundle.space.items.lookup(ids)
                 features = ranking_features(bundle.stats, state, candidates, retrieval)
                 scores = bundle.ranker.score(features)
-            except Exception as error:  # the ranker is an improvement, not a dependency
+            except Exception:  # the ranker is an improvement, not a dependency
                 logger.exception("ranker failed")
                 result.fallback = Fallback.RETRIEVAL_ORDER
-                result.degraded.append(f"ranker failed: {error}")
+                result.degraded.append("ranker failed")
                 scores = retrieval
         else:
             result.fallback = Fallback.RETRIEVAL_ORDER

@@ -366,10 +366,15 @@ class CatalogStore:
 
     # -- catalog -------------------------------------------------------------------------
 
-    def upsert_items(self, items: Iterable[ContentItem]) -> int:
+    def upsert_items(
+        self, items: Iterable[ContentItem], then: Callable[[], None] | None = None
+    ) -> int:
         """Insert or fully replace items; return how many rows were written.
 
         An item repeated within one chunk is written once, its last version winning.
+        ``then`` runs inside the transaction, after the rows are written and before the
+        commit; if it raises, nothing is written. The API indexes the items there, so a
+        catalog update reaches the database and the vector index together or not at all.
         """
         written = 0
         with self.engine.begin() as conn:
@@ -378,6 +383,8 @@ class CatalogStore:
                 rows = list({item.content_id: _item_values(item, now) for item in chunk}.values())
                 _upsert(conn, ITEMS, rows, _replace_all(ITEMS))
                 written += len(rows)
+            if then is not None:
+                then()
         return written
 
     def get_item(self, content_id: str) -> ContentItem | None:

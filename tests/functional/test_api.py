@@ -70,6 +70,56 @@ def test_bad_k_is_a_clear_422(api: Api, small_dataset: Dataset, k: str) -> None:
     assert body["error"] == "invalid request" and body["detail"][0]["field"] == "query.k"
 
 
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [("levels", "99"), ("levels", "0"), ("include_topics", "x" * 65), ("exclude_ids", "")],
+)
+def test_filters_are_bounded_by_what_the_catalog_allows(
+    api: Api, small_dataset: Dataset, name: str, value: str
+) -> None:
+    user = a_learner(small_dataset)
+    status, body = api.call("GET", f"/recommend/{user}", {name: value}, token=api.token(user))
+    assert status == 422, body
+    assert body["detail"][0]["field"] == f"query.{name}.0", body
+    levels = {"levels": ["1", "5"]}
+    assert api.call("GET", f"/recommend/{user}", levels, token=api.token(user))[0] == 200
+
+
+def test_a_token_without_roles_reads_nothing(api: Api, small_dataset: Dataset) -> None:
+    item = str(small_dataset.items["content_id"].iloc[0])
+    nobody = issue_token(api.private_pem, "u-nobody", [])
+    for path in ("/trending", f"/similar/{item}", "/recommend/u-nobody"):
+        status, body = api.call("GET", path, token=nobody)
+        assert status == 403 and body["detail"] == "learner, service or admin role required"
+    assert api.call("GET", "/trending", token=api.token("u-nobody"))[0] == 200
+
+
+def test_api_docs_are_served_only_where_enabled(api: Api) -> None:
+    from mangum import Mangum
+
+    from learnrec.serving.api import create_app
+    from learnrec.serving.apigw import LambdaContext, rest_event
+
+    # Locally (not in Lambda) they are on by default, and need no token.
+    assert api.call("GET", "/openapi.json")[0] == 200
+    assert Settings().docs_enabled
+    assert not Settings(aws_lambda_function_name="learnrec-dev-api").docs_enabled
+    assert Settings(aws_lambda_function_name="learnrec-dev-api", api_docs=True).docs_enabled
+
+    def no_context() -> Any:
+        raise RuntimeError("not needed")
+
+    closed = create_app(no_context, docs=False)
+    handler = Mangum(closed, lifespan="off")
+    lambda_context: Any = LambdaContext()  # Mangum types its own protocol
+    for path in ("/docs", "/redoc", "/openapi.json", "/docs/oauth2-redirect"):
+        response = handler(rest_event("GET", path), lambda_context)
+        assert response["statusCode"] == 404, path
+    # The spec is still built for docs/API.md and the gateway's routes.
+    opened = create_app(no_context, docs=True)
+    assert closed.openapi()["paths"] == opened.openapi()["paths"]
+
+
 def test_consumed_items_are_dropped_unless_asked_for(api: Api, small_dataset: Dataset) -> None:
     user = a_learner(small_dataset)
     mine = set(small_dataset.interactions.query("user_id == @user")["content_id"])
@@ -257,7 +307,8 @@ def test_promote_and_rollback_move_the_opensearch_alias_with_the_pointer(
     # The index service down: a 503 that says so, and both stay on v1.
     cluster.down = True
     status, body = api.call("POST", "/admin/models/v2/promote", token=admin)
-    assert status == 503 and "OpenSearch alias" in body["detail"]
+    assert status == 503 and body["unavailable"] == "vector_index"
+    assert "alias" in body["detail"] and "connection refused" not in body["detail"].lower()
     assert api.call("GET", "/admin/models", token=admin)[1]["active"] == "v1"
     assert cluster.aliases == {alias: {f"{alias}-v1"}}
 

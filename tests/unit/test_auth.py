@@ -18,6 +18,7 @@ from moto import mock_aws
 
 from learnrec.config import Settings
 from learnrec.serving.auth import (
+    MAX_TOKEN_LIFETIME_S,
     AuthConfigurationError,
     AuthError,
     Principal,
@@ -26,9 +27,11 @@ from learnrec.serving.auth import (
     authorize_admin,
     authorize_events,
     authorize_learner,
+    authorize_reader,
     generate_key_pair,
     issue_token,
     key_id,
+    max_token_lifetime,
     public_jwks,
 )
 from learnrec.serving.auth_cli import add_auth_commands
@@ -167,6 +170,49 @@ def test_exp_is_required(keys: tuple[str, str], verifier: TokenVerifier) -> None
 
     token = jwt.encode({"sub": "u1", "roles": ["admin"]}, keys[0], algorithm="RS256")
     assert rejection(verifier, bearer(token)).message == "token is missing the 'exp' claim"
+
+
+def test_iat_is_required(keys: tuple[str, str], verifier: TokenVerifier) -> None:
+    import jwt
+
+    claims = valid_claims()
+    del claims["iat"]
+    token = jwt.encode(claims, keys[0], algorithm="RS256")
+    assert rejection(verifier, bearer(token)).message == "token is missing the 'iat' claim"
+
+
+def test_a_lifetime_over_the_maximum_is_refused(
+    keys: tuple[str, str], verifier: TokenVerifier
+) -> None:
+    import jwt
+
+    assert verifier.max_lifetime_s == MAX_TOKEN_LIFETIME_S == 24 * 3600
+    claims = valid_claims()
+    claims["exp"] = claims["iat"] + MAX_TOKEN_LIFETIME_S
+    assert verifier.verify(bearer(jwt.encode(claims, keys[0], algorithm="RS256"))).subject == "u1"
+    claims["exp"] += 1  # a year-long token from a misconfigured issuer is the same case
+    error = rejection(verifier, bearer(jwt.encode(claims, keys[0], algorithm="RS256")))
+    assert error.message == "token lifetime (exp - iat) is over the maximum of 86400 s"
+
+
+def test_the_maximum_lifetime_comes_from_the_environment(keys: tuple[str, str]) -> None:
+    environ = {"JWT_PUBLIC_KEY": keys[1], "JWT_MAX_LIFETIME_S": "600"}
+    verifier = TokenVerifier.from_environment(environ=environ)
+    assert verifier.max_lifetime_s == 600
+    assert verifier.verify(bearer(issue_token(keys[0], "u1", ["learner"], ttl_seconds=600)))
+    longer = issue_token(keys[0], "u1", ["learner"], ttl_seconds=601)
+    assert "over the maximum of 600 s" in rejection(verifier, bearer(longer)).message
+    for bad in ("0", "-5", "a day"):
+        with pytest.raises(AuthConfigurationError, match="JWT_MAX_LIFETIME_S"):
+            max_token_lifetime({"JWT_MAX_LIFETIME_S": bad})
+    assert max_token_lifetime({}) == MAX_TOKEN_LIFETIME_S
+
+
+def test_issue_token_refuses_a_lifetime_the_api_would_refuse(keys: tuple[str, str]) -> None:
+    with pytest.raises(ValueError, match="at most 86400 s"):
+        issue_token(keys[0], "u1", ["learner"], ttl_seconds=MAX_TOKEN_LIFETIME_S + 1)
+    with pytest.raises(ValueError, match="at most 60 s"):
+        issue_token(keys[0], "u1", ["learner"], ttl_seconds=61, max_lifetime_s=60)
 
 
 def test_sub_is_required(keys: tuple[str, str], verifier: TokenVerifier) -> None:
@@ -368,6 +414,12 @@ def test_no_role_reads_nothing() -> None:
     forbidden(authorize_learner, NOBODY, "u1")
     forbidden(authorize_events, NOBODY, ["u1"])
     forbidden(authorize_admin, NOBODY)
+    assert forbidden(authorize_reader, NOBODY).message == "learner, service or admin role required"
+
+
+def test_any_role_reads_what_is_not_personal() -> None:
+    for principal in (LEARNER, SERVICE, ADMIN):
+        authorize_reader(principal)
 
 
 def test_admin_endpoints() -> None:
@@ -575,6 +627,21 @@ def test_cli_token_default_role_and_custom_kid(
         run(["auth", "token", "--private-key", key, "--sub", "u9", "--roles", "learner,root"])
     with pytest.raises(ValueError, match="--ttl"):
         run(["auth", "token", "--private-key", key, "--sub", "u9", "--ttl", "0"])
+
+
+def test_cli_token_respects_the_maximum_lifetime(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run(["auth", "dev-keys", "--out", str(tmp_path)])
+    capsys.readouterr()
+    argv = ["auth", "token", "--private-key", str(tmp_path / "private.pem"), "--sub", "u9"]
+    with pytest.raises(ValueError, match="over the maximum token lifetime of 86400 s"):
+        run([*argv, "--ttl", "86401"])
+    assert run([*argv, "--ttl", "86400"]) == 0
+    capsys.readouterr()
+    monkeypatch.setenv("JWT_MAX_LIFETIME_S", "900")
+    with pytest.raises(ValueError, match="of 900 s"):
+        run([*argv, "--ttl", "901"])
 
 
 def test_cli_token_takes_iss_and_aud_from_the_stage_or_the_environment(
