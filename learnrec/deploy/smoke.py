@@ -293,9 +293,15 @@ class Smoke:
         summary = ", ".join(f"{s.name}: {s.status}" for s in self.report.states) or "none"
         name = arn.rsplit(":", 1)[-1]
         if self.options.wait:
-            if status != "SUCCEEDED":
+            if status == "SUCCEEDED":
+                return f"execution {name} SUCCEEDED; states: {summary}"
+            if status == "RUNNING":
+                raise CheckFailedError(
+                    f"execution {name} still RUNNING after {timeout:.0f}s; states: {summary}"
+                )
+            if not self.options.accept_failed_execution:
                 raise CheckFailedError(f"execution {name} ended {status}; states: {summary}")
-            return f"execution {name} SUCCEEDED; states: {summary}"
+            return f"execution {name} ended {status} (accepted); states: {summary}"
         if not self.report.states:
             raise CheckFailedError(
                 f"execution {name} is {status} but entered no state within {timeout:.0f}s"
