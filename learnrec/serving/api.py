@@ -25,7 +25,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from learnrec.events.experiments import Experiment, PinnedModels, new_recommendation_id
 from learnrec.events.producer import MAX_RECORDS_PER_CALL, KinesisEventSink
-from learnrec.events.records import MAX_EVENT_BYTES, Rejection, derive_event_id, validate_event
+from learnrec.events.records import MAX_EVENT_BYTES, Rejection, stored_event_id, validate_event
 from learnrec.identity import UserIdHasher
 from learnrec.pipeline.lifecycle import (
     AliasSwap,
@@ -384,7 +384,7 @@ def create_app(context_factory: Callable[[], ServingContext]) -> FastAPI:
         if not raw or len(raw) > MAX_RECORDS_PER_CALL:
             raise HTTPException(400, f"send 1 to {MAX_RECORDS_PER_CALL} events per request")
         results: list[EventResultOut] = []
-        valid: list[tuple[int, Event]] = []
+        valid: list[tuple[int, Event, str]] = []
         for index, item in enumerate(raw):
             # The same checks, and messages, as the ingest function applies to the stream.
             checked = validate_event(item)
@@ -393,15 +393,14 @@ def create_app(context_factory: Callable[[], ServingContext]) -> FastAPI:
                     EventResultOut(index=index, accepted=False, errors=list(checked.errors))
                 )
                 continue
-            if checked.event_id is None:  # tell the producer the id its event is stored under
-                event_id = derive_event_id(checked, ctx.user_key(checked.user_id))
-                checked = checked.model_copy(update={"event_id": event_id})
-            valid.append((index, checked))
-        authorize_events(caller, {e.user_id for _, e in valid})
+            # Tell the producer the id its event is stored under: the ingest function
+            # hashes a sent id and derives the same id for an event sent without one.
+            valid.append((index, checked, stored_event_id(checked, ctx.user_key)))
+        authorize_events(caller, {e.user_id for _, e, _ in valid})
         if valid and ctx.events is None:
             raise HTTPException(503, "the event stream is not configured")
-        sent = ctx.events.put([e for _, e in valid]) if ctx.events else []
-        for (index, event), outcome in zip(valid, sent, strict=True):
+        sent = ctx.events.put([e for _, e, _ in valid]) if ctx.events else []
+        for (index, _, event_id), outcome in zip(valid, sent, strict=True):
             errors = (
                 []
                 if outcome.accepted
@@ -409,7 +408,7 @@ def create_app(context_factory: Callable[[], ServingContext]) -> FastAPI:
             )
             results.append(
                 EventResultOut(
-                    index=index, accepted=outcome.accepted, event_id=event.event_id, errors=errors
+                    index=index, accepted=outcome.accepted, event_id=event_id, errors=errors
                 )
             )
         results.sort(key=lambda r: r.index)
