@@ -142,7 +142,12 @@ class TrendingOut(BaseModel):
 class EventResultOut(BaseModel):
     index: int
     accepted: bool
-    event_id: str | None = None
+    event_id: str | None = Field(
+        default=None,
+        description="the id the event is stored under: the keyed hash of the event_id sent "
+        "(it may be built from the user id), or the id derived for an event sent without one",
+        examples=["9f86d081884c7d659a2feaa0c55ad015"],
+    )
     errors: list[FieldError] = []
 
 
