@@ -57,8 +57,9 @@ def redacted_payload(data: bytes | None, hash_id: Hash) -> dict[str, Any] | None
 
     Only a payload that parses as a JSON object can be checked for ids; any other
     (malformed JSON, an array, bytes that are not UTF-8 or not base64) might hold a raw
-    id anywhere in it, so it is not kept. An id that is not a string (a number, say) is
-    hashed in its JSON form: it is still the learner's id.
+    id anywhere in it, so it is not kept. A string id is stripped first, as validation
+    strips it, so a dead letter's hash matches the archive's; an id that is not a string
+    (a number, say) is hashed in its JSON form: it is still the learner's id.
     """
     if data is None:
         return None
@@ -71,7 +72,7 @@ def redacted_payload(data: bytes | None, hash_id: Hash) -> dict[str, Any] | None
     for name in ID_FIELDS:
         if name in value and value[name] is not None:
             item = value[name]
-            value[name] = hash_id(item if isinstance(item, str) else _json(item))
+            value[name] = hash_id(item.strip() if isinstance(item, str) else _json(item))
     return value
 
 
