@@ -196,7 +196,10 @@ class Serving(Construct):
                 stage_name=stage_name,
                 throttling_rate_limit=throttle_rate,
                 throttling_burst_limit=throttle_burst,
-                tracing_enabled=True,
+                # API Gateway's trace segment records the request URL, and the routes
+                # carry the learner's raw id in the path: the stage is not traced; the
+                # api function is (from the moment it is invoked, with no raw id).
+                tracing_enabled=False,
                 metrics_enabled=True,
                 logging_level=apigw.MethodLoggingLevel.ERROR,
                 data_trace_enabled=False,  # bodies carry learner ids: never log them

@@ -4,7 +4,8 @@ Only adapts: the app, its dependencies and all logic live in learnrec.serving.
 Logs are structured JSON with the API Gateway request id and the caller's hashed user
 id (never the raw one); metrics go out as CloudWatch EMF, per service and per function
 version (:mod:`learnrec.serving.telemetry`), with every response counted by status
-class, so a canary is judged on its own 5xx and fallback rates; traces to X-Ray.
+class, so a canary is judged on its own 5xx and fallback rates; traces to X-Ray, which
+record timings only: no response, no exception text (both can carry a raw user id).
 
 The Tracer exists only when tracing is on: creating one imports the X-Ray SDK (and
 botocore through it) even when tracing is disabled, about a third of a second of every
@@ -76,7 +77,13 @@ def _traced(function: Handler) -> Handler:
         return function
     from aws_lambda_powertools import Tracer
 
-    traced: Handler = Tracer(service="learnrec-api").capture_lambda_handler(function)
+    # Responses echo the learner's raw id (and profiles, recommendations): recording them
+    # as trace metadata would store raw ids in X-Ray, whatever POWERTOOLS_TRACER_CAPTURE_*
+    # says. An exception's text may quote its input, so it stays out of traces too (it is
+    # counted as a 5xx; the logs have the request id to find it).
+    traced: Handler = Tracer(service="learnrec-api").capture_lambda_handler(
+        function, capture_response=False, capture_error=False
+    )
     return traced
 
 

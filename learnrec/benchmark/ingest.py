@@ -228,7 +228,7 @@ def count_outcome(
 ) -> dict[str, int]:
     """Archived lines, duplicate event ids among them, and valid events not archived."""
     from learnrec.events.archive import decode_lines
-    from learnrec.events.records import Rejection, derive_event_id, parse_event
+    from learnrec.events.records import Rejection, parse_event, stored_event_id
     from learnrec.stages import EVENTS_PREFIX
 
     ids: Counter[str] = Counter()
@@ -243,7 +243,7 @@ def count_outcome(
     for payload in payloads:
         event = parse_event(payload)
         if not isinstance(event, Rejection):
-            expected.add(event.event_id or derive_event_id(event, hasher(event.user_id)))
+            expected.add(stored_event_id(event, hasher))
     return {
         "objects": objects,
         "lines": sum(ids.values()),

@@ -32,6 +32,7 @@ is measured against the generator's own preference model.
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -242,6 +243,7 @@ def generate(
             )
         )
     log.sort(key=lambda e: (e.ts, e.user_id, e.content_id))
+    log = _with_ids(log, seed)
     truth = {
         "topics": topics,
         "weights": {
@@ -289,6 +291,28 @@ def _event_budget(rng: np.random.Generator, users: int, events: int) -> np.ndarr
     return budget
 
 
+def _with_ids(log: list[Event], seed: int) -> list[Event]:
+    """Random event ids, and one random session id per learner and day.
+
+    Built from a generator of their own (the same ids for the same seed, and the
+    behaviour's random draws unchanged), never from the user id: an id like
+    ``u00042-00007`` would carry the raw learner id into every store that keeps it.
+    """
+    rng = np.random.default_rng([seed, 0x1D5])
+
+    def new_id() -> str:
+        return str(uuid.UUID(bytes=rng.bytes(16), version=4))
+
+    sessions: dict[tuple[str, int], str] = {}
+    out = []
+    for event in log:
+        key = (event.user_id, int(event.ts.timestamp()) // 86400)
+        if key not in sessions:
+            sessions[key] = new_id()
+        out.append(event.model_copy(update={"event_id": new_id(), "session_id": sessions[key]}))
+    return out
+
+
 def _learner_events(
     rng: np.random.Generator,
     u: int,
@@ -320,8 +344,6 @@ def _learner_events(
                 event_type=kind,
                 value=value,
                 ts=min(clock, end),
-                event_id=f"{user_id}-{len(out):05d}",
-                session_id=f"{user_id}-s{int(clock.timestamp()) // 86400}",
             )
         )
 

@@ -1,8 +1,12 @@
 """The dead-letter queue: records the ingest function could not turn into events.
 
 Nothing a producer sent is dropped silently: a record that fails validation is sent here
-with the reason, the original payload and its place in the stream, so someone can fix
-the producer and replay it. The message format is documented for operators in
+with the reason, the per-field detail, its place in the stream and its payload, so
+someone can fix the producer. Dead letters are kept for days, so they hold no raw id:
+the payload's ``user_id``, ``event_id`` and ``session_id`` and the partition key are
+replaced by their keyed hashes (:func:`redacted_payload`), exactly as an archived event
+holds them, and a payload that is not a JSON object (where an id could be anywhere) is
+withheld, its size kept. The message format is documented for operators in
 docs/EVENTS.md; :func:`dead_letter_message` is its one definition.
 
 SQS caps a message at 256 KiB, less than a Kinesis record's 1 MB; a payload too big for
@@ -11,14 +15,13 @@ a message is put in the data bucket and the message points at it.
 
 from __future__ import annotations
 
-import base64
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from learnrec.events.batching import calls
-from learnrec.events.records import Rejection
+from learnrec.events.records import ID_FIELDS, Rejection
 from learnrec.events.stream import StreamRecord
 
 SQS_BATCH = 10
@@ -46,17 +49,47 @@ class DeadLetter:
         return self.record.position
 
 
-def payload_fields(record: StreamRecord) -> dict[str, Any]:
-    """The original payload: text when it is UTF-8, base64 otherwise."""
-    if record.data is None:
-        return {"payload_base64": record.raw_data, "payload_encoding": "invalid-base64"}
+Hash = Callable[[str], str]
+
+
+def redacted_payload(data: bytes | None, hash_id: Hash) -> dict[str, Any] | None:
+    """The payload as a JSON object with its ids hashed, or None when it is not one.
+
+    Only a payload that parses as a JSON object can be checked for ids; any other
+    (malformed JSON, an array, bytes that are not UTF-8 or not base64) might hold a raw
+    id anywhere in it, so it is not kept. A string id is stripped first, as validation
+    strips it, so a dead letter's hash matches the archive's; an id that is not a string
+    (a number, say) is hashed in its JSON form: it is still the learner's id.
+    """
+    if data is None:
+        return None
     try:
-        return {"payload": record.data.decode("utf-8")}
-    except UnicodeDecodeError:
-        return {"payload_base64": base64.b64encode(record.data).decode()}
+        value = json.loads(data)
+    except (ValueError, RecursionError):
+        return None
+    if not isinstance(value, dict):
+        return None
+    for name in ID_FIELDS:
+        if name in value and value[name] is not None:
+            item = value[name]
+            value[name] = hash_id(item.strip() if isinstance(item, str) else _json(item))
+    return value
 
 
-def dead_letter_message(letter: DeadLetter) -> dict[str, Any]:
+def _json(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), sort_keys=True)
+
+
+def payload_fields(record: StreamRecord, hash_id: Hash) -> dict[str, Any]:
+    """The payload with its ids hashed, or, when it cannot be checked, only its size."""
+    payload = redacted_payload(record.data, hash_id)
+    if payload is not None:
+        return {"payload": payload}
+    size = len(record.data) if record.data is not None else len(record.raw_data)
+    return {"payload_withheld": "not a JSON object: it may hold a raw id", "payload_bytes": size}
+
+
+def dead_letter_message(letter: DeadLetter, hash_id: Hash) -> dict[str, Any]:
     record = letter.record
     return {
         "reason": letter.rejection.reason,
@@ -65,9 +98,9 @@ def dead_letter_message(letter: DeadLetter) -> dict[str, Any]:
         "stream": letter.stream,
         "shard_id": record.shard_id,
         "sequence_number": record.sequence_number,
-        "partition_key": record.partition_key,
+        "partition_key": hash_id(record.partition_key),
         "approximate_arrival": record.arrival.isoformat().replace("+00:00", "Z"),
-        **payload_fields(record),
+        **payload_fields(record, hash_id),
     }
 
 
@@ -79,12 +112,15 @@ def dead_letter_object_key(letter: DeadLetter) -> str:
 class DeadLetterQueue:
     """Sends dead letters in batches of ten; unsent ones are retried once, then raised.
 
-    ``spill`` stores a payload too big for a message (key, bytes) and is given the key
-    from :func:`dead_letter_object_key`, so a retried record overwrites its own object.
+    ``hash_id`` is the user id hasher (:class:`~learnrec.identity.UserIdHasher`), applied
+    to the ids in the payload and to the partition key. ``spill`` stores a payload too
+    big for a message (key, bytes: the redacted payload's JSON) and is given the key from
+    :func:`dead_letter_object_key`, so a retried record overwrites its own object.
     """
 
     client: Any
     queue_url: str
+    hash_id: Hash
     spill: Callable[[str, bytes], None] | None = None
     sent: int = field(default=0, init=False)
 
@@ -96,17 +132,16 @@ class DeadLetterQueue:
         return len(entries)
 
     def _entry(self, index: int, letter: DeadLetter) -> dict[str, Any]:
-        message = dead_letter_message(letter)
+        message = dead_letter_message(letter, self.hash_id)
         body = json.dumps(message, separators=(",", ":"))
         if len(body.encode()) > MAX_MESSAGE_BYTES:
-            if self.spill is None or letter.record.data is None:
+            if self.spill is None or "payload" not in message:
                 raise DeadLetterError("a dead letter is too big for SQS and nowhere to spill it")
             key = dead_letter_object_key(letter)
-            self.spill(key, letter.record.data)
-            message.pop("payload", None)
-            message.pop("payload_base64", None)
+            payload = json.dumps(message.pop("payload"), separators=(",", ":")).encode()
+            self.spill(key, payload)
             message["payload_s3_key"] = key
-            message["payload_bytes"] = len(letter.record.data)
+            message["payload_bytes"] = len(payload)
             body = json.dumps(message, separators=(",", ":"))
         return {
             "Id": str(index),

@@ -3,8 +3,8 @@
 Per shard of the batch (the event source mapping sends one shard per call, but nothing
 breaks if it sends more):
 
-1. decode and validate every record (:mod:`learnrec.events.records`); hash user ids;
-   derive the event id of events sent without one;
+1. decode and validate every record (:mod:`learnrec.events.records`); hash user ids,
+   event ids and session ids; derive the event id of events sent without one;
 2. one database round trip: which event ids are already archived, and by which batch
    (:mod:`learnrec.storage.ledger`), and which of the learners opted out;
 3. dead letters for the records that are not events, in batches of ten;
@@ -215,7 +215,7 @@ class Ingestor:
             if isinstance(result, Rejection):
                 letters.append(DeadLetter(record, result, self.stream))
                 continue
-            event = archived_event(result, self.hasher(result.user_id))
+            event = archived_event(result, self.hasher)
             if event["event_id"] in ids:
                 repeats += 1
                 continue
@@ -287,6 +287,8 @@ def ingestor_from_settings(settings: Settings | None = None, session: Any = None
     # The deploy-time migration owns the schema; a cold start only checks it is there.
     require_schema(store.engine)
 
+    hasher = UserIdHasher(user_id_hash_key(settings, session.client("secretsmanager")))
+
     def spill(key: str, data: bytes) -> None:
         s3.put_object(Bucket=bucket, Key=key, Body=data)
 
@@ -295,9 +297,9 @@ def ingestor_from_settings(settings: Settings | None = None, session: Any = None
         bucket=bucket,
         store=store,
         dead_letters=DeadLetterQueue(
-            session.client("sqs"), settings.dead_letter_queue_url, spill=spill
+            session.client("sqs"), settings.dead_letter_queue_url, hasher, spill=spill
         ),
-        hasher=UserIdHasher(user_id_hash_key(settings, session.client("secretsmanager"))),
+        hasher=hasher,
         stream=settings.events_stream or "",
         dedupe_window=timedelta(days=settings.dedupe_window_days),
     )

@@ -3,13 +3,15 @@
 `POST /events` and the ingest function accept exactly the same events because both go
 through :func:`parse_event`; producers get the same per-field messages from the API as
 the dead-letter queue records for the stream. The archived form of an event
-(:func:`archived_event`) always carries an ``event_id`` and the hashed user id.
+(:func:`archived_event`) always carries an ``event_id`` and holds no raw id: the user id
+and the ids a client may derive from it (``event_id``, ``session_id``) are keyed hashes.
 """
 
 from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,6 +29,9 @@ each retraining, so the limit is ours, stated in docs/EVENTS.md.
 # Fixed forever: derived ids must stay the same across releases, or a producer's retry
 # of an id-less event after an upgrade would be counted twice.
 EVENT_ID_NAMESPACE = uuid.UUID("6f1d7c1e-3a52-4b8e-9a55-2f1f0b6f3c11")
+
+ID_FIELDS = ("user_id", "event_id", "session_id")
+"""The fields that are, or may be built from, the learner's own id: stored only hashed."""
 
 
 @dataclass(frozen=True)
@@ -98,9 +103,29 @@ def derive_event_id(event: Event, hashed_user_id: str) -> str:
     return str(uuid.uuid5(EVENT_ID_NAMESPACE, canonical))
 
 
-def archived_event(event: Event, hashed_user_id: str) -> dict[str, Any]:
-    """The event as stored in S3: JSON-ready, ``event_id`` set, user id hashed."""
+def stored_event_id(event: Event, hash_id: Callable[[str], str]) -> str:
+    """The id an event is archived and de-duplicated under.
+
+    A producer's own ``event_id`` may be built from the raw user id (``u123-0001``), so
+    it is stored as its keyed hash (``hash_id``, the user id hasher): the same id gives
+    the same hash, so de-duplication still works. An event sent without one gets
+    :func:`derive_event_id`, built from hashed fields only (a UUID, never mistaken for
+    a 32-hex-digit hash).
+    """
+    if event.event_id is not None:
+        return hash_id(event.event_id)
+    return derive_event_id(event, hash_id(event.user_id))
+
+
+def archived_event(event: Event, hash_id: Callable[[str], str]) -> dict[str, Any]:
+    """The event as stored in S3: JSON-ready, ``event_id`` set, no raw id in it.
+
+    ``hash_id`` is the user id hasher; ``user_id``, ``event_id`` and ``session_id`` are
+    all replaced by their keyed hashes (see :func:`stored_event_id`).
+    """
     data = event.model_dump(mode="json", exclude_none=True)
-    data["user_id"] = hashed_user_id
-    data.setdefault("event_id", derive_event_id(event, hashed_user_id))
+    data["user_id"] = hash_id(event.user_id)
+    data["event_id"] = stored_event_id(event, hash_id)
+    if event.session_id is not None:
+        data["session_id"] = hash_id(event.session_id)
     return data

@@ -49,6 +49,7 @@ from learnrec.serving.apigw import (
     LambdaContext,
     ProxyResponseError,
     http_response,
+    resolve_resource,
     rest_event,
 )
 
@@ -247,6 +248,15 @@ class _RequestHandler(BaseHTTPRequestHandler):
         if length > MAX_PAYLOAD_BYTES:
             raise _UnreadableBodyError(413, "Request Too Long")
         return self.rfile.read(length) if length > 0 else b""
+
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+        """API Gateway's access log names the resource, not the path: paths hold learner ids."""
+        path = urlsplit(self.path).path
+        shown = path if path.startswith(UI_PREFIX) else resolve_resource(path)[0]
+        status = getattr(code, "value", code)
+        self.log_message(
+            '"%s %s %s" %s %s', self.command, shown, self.request_version, status, size
+        )
 
     def log_message(self, format: str, *args: Any) -> None:
         if self.server.gateway.access_log:

@@ -33,7 +33,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from learnrec.config import get_settings
 from learnrec.events.experiments import Experiment, PinnedModels, new_recommendation_id
 from learnrec.events.producer import MAX_RECORDS_PER_CALL, KinesisEventSink
-from learnrec.events.records import MAX_EVENT_BYTES, Rejection, derive_event_id, validate_event
+from learnrec.events.records import MAX_EVENT_BYTES, Rejection, stored_event_id, validate_event
 from learnrec.identity import UserIdHasher
 from learnrec.pipeline.lifecycle import (
     AliasSwap,
@@ -182,7 +182,12 @@ class TrendingOut(BaseModel):
 class EventResultOut(BaseModel):
     index: int
     accepted: bool
-    event_id: str | None = None
+    event_id: str | None = Field(
+        default=None,
+        description="the id the event is stored under: the keyed hash of the event_id sent "
+        "(it may be built from the user id), or the id derived for an event sent without one",
+        examples=["9f86d081884c7d659a2feaa0c55ad015"],
+    )
     errors: list[FieldError] = []
 
 
@@ -512,7 +517,7 @@ def create_app(context_factory: Callable[[], ServingContext], docs: bool | None 
         if not raw or len(raw) > MAX_RECORDS_PER_CALL:
             raise HTTPException(400, f"send 1 to {MAX_RECORDS_PER_CALL} events per request")
         results: list[EventResultOut] = []
-        valid: list[tuple[int, Event]] = []
+        valid: list[tuple[int, Event, str]] = []
         for index, item in enumerate(raw):
             # The same checks, and messages, as the ingest function applies to the stream.
             checked = validate_event(item)
@@ -521,11 +526,10 @@ def create_app(context_factory: Callable[[], ServingContext], docs: bool | None 
                     EventResultOut(index=index, accepted=False, errors=list(checked.errors))
                 )
                 continue
-            if checked.event_id is None:  # tell the producer the id its event is stored under
-                event_id = derive_event_id(checked, ctx.user_key(checked.user_id))
-                checked = checked.model_copy(update={"event_id": event_id})
-            valid.append((index, checked))
-        authorize_events(caller, {e.user_id for _, e in valid})
+            # Tell the producer the id its event is stored under: the ingest function
+            # hashes a sent id and derives the same id for an event sent without one.
+            valid.append((index, checked, stored_event_id(checked, ctx.user_key)))
+        authorize_events(caller, {e.user_id for _, e, _ in valid})
         results.extend(_send_events(ctx, valid))
         results.sort(key=lambda r: r.index)
         accepted = sum(r.accepted for r in results)
@@ -575,7 +579,7 @@ STREAM_UNAVAILABLE = "the event stream is unavailable; send the events again"
 STREAM_REFUSED = "the event stream did not take this event; send it again"
 
 
-def _send_events(ctx: ServingContext, valid: list[tuple[int, Event]]) -> list[EventResultOut]:
+def _send_events(ctx: ServingContext, valid: list[tuple[int, Event, str]]) -> list[EventResultOut]:
     """Put the valid events on the stream; one result each.
 
     When the stream took none of them (down, throttled, misconfigured) the whole request
@@ -588,7 +592,7 @@ def _send_events(ctx: ServingContext, valid: list[tuple[int, Event]]) -> list[Ev
     if ctx.events is None:
         raise DependencyUnavailableError("event_stream", "the event stream is not configured")
     try:
-        sent = ctx.events.put([e for _, e in valid])
+        sent = ctx.events.put([e for _, e, _ in valid])
     except Exception as error:
         unavailable("event_stream", STREAM_UNAVAILABLE, error)
     refused = [outcome.error for outcome in sent if not outcome.accepted]
@@ -602,12 +606,12 @@ def _send_events(ctx: ServingContext, valid: list[tuple[int, Event]]) -> list[Ev
         EventResultOut(
             index=index,
             accepted=outcome.accepted,
-            event_id=event.event_id,
+            event_id=event_id,
             errors=[]
             if outcome.accepted
             else [FieldError(field="(stream)", message=STREAM_REFUSED)],
         )
-        for (index, event), outcome in zip(valid, sent, strict=True)
+        for (index, _, event_id), outcome in zip(valid, sent, strict=True)
     ]
 
 

@@ -98,7 +98,12 @@ def env(tmp_path: Path) -> Iterator[Env]:
             s3.put_object(Bucket=BUCKET, Key=key, Body=data)
 
         ingestor = Ingestor(
-            s3, BUCKET, store, DeadLetterQueue(sqs, queue_url, spill), UserIdHasher(KEY), "stream"
+            s3,
+            BUCKET,
+            store,
+            DeadLetterQueue(sqs, queue_url, UserIdHasher(KEY), spill),
+            UserIdHasher(KEY),
+            "stream",
         )
         yield Env(ingestor, s3, sqs, queue_url, CatalogStore(engine))
 
@@ -120,7 +125,7 @@ def test_a_batch_lands_in_one_object_history_and_the_queue(env: Env) -> None:
     stored = env.archived()
     hashed = hash_user_id("u1", KEY)
     assert {e["user_id"] for e in stored} == {hashed}  # never the raw id
-    assert stored[0]["event_id"] == "e-1"
+    assert stored[0]["event_id"] == hash_user_id("e-1", KEY)  # the producer's id, keyed-hashed
     derived = derive_event_id(Event.model_validate(event(2, event_type="impression")), hashed)
     assert stored[1]["event_id"] == derived
     # Impressions are not history: being shown an item is not having consumed it.
@@ -132,8 +137,12 @@ def test_a_batch_lands_in_one_object_history_and_the_queue(env: Env) -> None:
         ("malformed JSON", batch[2].sequence_number),
         ("invalid event", batch[3].sequence_number),
     ]
-    assert letters[0]["payload"] == "{not json" and letters[0]["shard_id"] == SHARD
+    # Not a JSON object: it cannot be checked for ids, so only its size is kept.
+    assert "payload" not in letters[0] and letters[0]["payload_bytes"] == len(b"{not json")
+    assert letters[0]["shard_id"] == SHARD
     assert "event_type" in letters[1]["detail"] and letters[1]["approximate_arrival"]
+    assert letters[1]["payload"] == {**event(3, event_type="teleport"), "user_id": hashed}
+    assert letters[1]["partition_key"] == hash_user_id("pk", KEY)
 
 
 def test_a_replayed_batch_overwrites_and_dead_letters_once(env: Env) -> None:
@@ -145,7 +154,7 @@ def test_a_replayed_batch_overwrites_and_dead_letters_once(env: Env) -> None:
     assert len(env.archived()) == 2
     assert env.s3.get_object(Bucket=BUCKET, Key=again.keys[0])["ETag"] == first["ETag"]
     letters = env.dead_letters()
-    assert len(letters) == 1 and "payload_base64" in letters[0]
+    assert len(letters) == 1 and "payload_withheld" in letters[0]
 
 
 def test_an_event_resent_in_a_later_batch_is_archived_once(env: Env) -> None:
@@ -192,7 +201,34 @@ def test_a_payload_too_big_for_sqs_is_kept_in_the_bucket(env: Env) -> None:
     (letter,) = env.dead_letters()
     assert letter["reason"] == "oversized" and "payload" not in letter
     kept = env.s3.get_object(Bucket=BUCKET, Key=letter["payload_s3_key"])["Body"].read()
-    assert kept == big
+    assert json.loads(kept) == {**json.loads(big), "user_id": hash_user_id("u1", KEY)}
+    assert letter["payload_bytes"] == len(kept)
+
+
+def test_dead_letters_hold_no_raw_id(env: Env) -> None:
+    """Ids a producer derives from the learner's id are hashed like it, whatever their type."""
+    raw = "learner-7f3a"
+    batch = records(
+        [
+            event(
+                1, user=f" {raw}", event_type="teleport", event_id=f"{raw}-1", session_id=f"{raw}-s"
+            ),
+            {"user_id": 4711, "event_id": [raw], "content_id": "c1"},
+            b'{"user_id": "' + raw.encode() + b'", "ts": ',  # malformed: withheld
+        ]
+    )
+    assert env.ingestor.process(batch).dead_lettered == 3
+    letters = env.dead_letters()
+    assert raw not in json.dumps(letters) and "4711" not in json.dumps(letters)
+    first, second, _ = (x.get("payload") for x in letters)
+    assert first is not None and second is not None
+    assert first["user_id"] == hash_user_id(raw, KEY)  # stripped, as the archive's is
+    assert first["event_id"] == hash_user_id(f"{raw}-1", KEY)
+    assert first["session_id"] == hash_user_id(f"{raw}-s", KEY)
+    assert first["event_type"] == "teleport" and first["content_id"] == "c1"  # kept to fix it
+    assert second["user_id"] == hash_user_id("4711", KEY)
+    assert second["event_id"] == hash_user_id(json.dumps([raw]), KEY)
+    assert {x["reason"] for x in letters} == {"invalid event", "malformed JSON"}
 
 
 def test_a_failed_archive_write_fails_the_batch_and_the_retry_stores_it(env: Env) -> None:

@@ -298,3 +298,15 @@ def test_demo_learners_without_a_key_is_a_usage_error(capsys: pytest.CaptureFixt
 
     assert main(["local", "gateway", "--port", "0", "--demo-learners", "u1"]) == 2
     assert "--dev-private-key" in capsys.readouterr().err
+
+
+def test_the_access_log_names_the_resource_not_the_learner(
+    frontend: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    with Gateway(_echo, port=0, frontend=frontend, access_log=True) as running:
+        assert _request(running, "GET", "/recommend/learner-8812?k=3")[0] == 200
+        assert _request(running, "GET", "/ui/app.js")[0] == 200
+    log = capfd.readouterr().err
+    assert '"GET /recommend/{user_id} HTTP/1.1" 200' in log
+    assert '"GET /ui/app.js HTTP/1.1" 200' in log
+    assert "learner-8812" not in log

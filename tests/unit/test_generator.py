@@ -141,6 +141,19 @@ def test_sizes_and_ids(dense: GeneratedData) -> None:
     assert len({e.event_id for e in dense.events}) == len(dense.events)
 
 
+def test_event_and_session_ids_are_not_built_from_the_user_id(dense: GeneratedData) -> None:
+    """They are stored (hashed, but a producer's copy is not): they must not leak the learner."""
+    for event in dense.events:
+        assert event.event_id and event.session_id
+        assert event.user_id not in event.event_id and event.user_id not in event.session_id
+    sessions: dict[str, set[str]] = {}
+    for event in dense.events:  # a session is one learner's
+        sessions.setdefault(event.session_id or "", set()).add(event.user_id)
+    assert all(len(users) == 1 for users in sessions.values())
+    again = _generate(DENSE)
+    assert [e.event_id for e in again.events] == [e.event_id for e in dense.events]
+
+
 def test_events_are_sorted_and_not_after_the_end(dense: GeneratedData) -> None:
     stamps = [e.ts for e in dense.events]
     assert stamps == sorted(stamps)
