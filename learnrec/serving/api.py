@@ -7,7 +7,6 @@ injected with ``Annotated[..., Depends(...)]`` from one :class:`ServingContext`,
 swap any of them. Errors are JSON ``{"error": ..., "detail": ...}``; never a stack trace.
 """
 
-import json
 import logging
 import time
 from collections.abc import Callable
@@ -15,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
+import pydantic_core
 from fastapi import Depends, FastAPI, Header, HTTPException, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -35,7 +35,7 @@ from learnrec.pipeline.lifecycle import (
     activate,
     go_back,
 )
-from learnrec.schemas import ContentItem, Event, FieldError, Learner
+from learnrec.schemas import ContentItem, Event, EventWindow, FieldError, Learner
 from learnrec.serving import telemetry
 from learnrec.serving.auth import (
     AuthError,
@@ -72,6 +72,8 @@ class ServingContext:
     pinned: PinnedModels | None = None
     # Moves the OpenSearch alias with the pointer on promote/rollback; None with faiss.
     index_alias: AliasSwap | None = None
+    # The timestamps POST /events accepts: the stage's retention back, a little skew ahead.
+    event_window: EventWindow = field(default_factory=EventWindow)
     _hasher: UserIdHasher | None = field(default=None, init=False, repr=False)
 
     def user_key(self, user_id: str) -> str:
@@ -376,8 +378,8 @@ def create_app(context_factory: Callable[[], ServingContext]) -> FastAPI:
         data = await request.body()
         if len(data) > MAX_BODY_BYTES:
             raise HTTPException(413, f"the body is over {MAX_BODY_BYTES} bytes; send fewer events")
-        try:
-            body = json.loads(data)
+        try:  # jiter stops at depth 200, where json.loads would exhaust the stack
+            body = pydantic_core.from_json(data, allow_inf_nan=False)
         except ValueError:
             raise HTTPException(400, "the body is not valid JSON") from None
         raw = body if isinstance(body, list) else [body]
@@ -387,7 +389,7 @@ def create_app(context_factory: Callable[[], ServingContext]) -> FastAPI:
         valid: list[tuple[int, Event]] = []
         for index, item in enumerate(raw):
             # The same checks, and messages, as the ingest function applies to the stream.
-            checked = validate_event(item)
+            checked = validate_event(item, ctx.event_window)
             if isinstance(checked, Rejection):
                 results.append(
                     EventResultOut(index=index, accepted=False, errors=list(checked.errors))

@@ -98,7 +98,13 @@ def env(tmp_path: Path) -> Iterator[Env]:
             s3.put_object(Bucket=BUCKET, Key=key, Body=data)
 
         ingestor = Ingestor(
-            s3, BUCKET, store, DeadLetterQueue(sqs, queue_url, spill), UserIdHasher(KEY), "stream"
+            s3,
+            BUCKET,
+            store,
+            DeadLetterQueue(sqs, queue_url, spill),
+            UserIdHasher(KEY),
+            "stream",
+            clock=lambda: ARRIVAL,  # the events' timestamps are days before it
         )
         yield Env(ingestor, s3, sqs, queue_url, CatalogStore(engine))
 
