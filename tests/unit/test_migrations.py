@@ -149,7 +149,7 @@ class MigrationContract:
         ledger = IngestStore(engine)
         keys = [("h-ada", "e-1"), ("h-bob", "e-1"), ("h-ada", "e-2")]
         batches, opted_out = ledger.lookup(keys, ["h-ada", "h-bob"])
-        assert batches == {k: "events/batch-1.jsonl.gz" for k in keys[:2]}
+        assert batches == dict.fromkeys(keys[:2], "events/batch-1.jsonl.gz")
         assert opted_out == {"h-bob"}
         ledger.commit("events/batch-2.jsonl.gz", [("h-ada", "e-2")], [], legacy_schema.T0)
         assert ledger.lookup([("h-ada", "e-2"), ("h-bob", "e-2")], [])[0] == {
