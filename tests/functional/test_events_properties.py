@@ -302,3 +302,38 @@ def test_ingest_stores_every_valid_event_once_and_dead_letters_each_bad_one_alon
         letter = by_position[int(record.sequence_number)]
         assert letter["reason"] in ("invalid event", "oversized"), letter
         assert case.bad_field in letter["detail"] or "bytes" in letter["detail"], (case, letter)
+
+
+def test_an_event_the_database_refuses_is_dead_lettered_alone(ingest_env: IngestEnv) -> None:
+    """A rule the validator does not know (here a CHECK constraint) refuses one event:
+    it goes to the queue with its reason, the rest of the batch is stored, and a
+    redelivery neither fails nor dead-letters it twice."""
+    env = ingest_env
+    env.reset()
+    ts = (NOW - timedelta(days=1)).isoformat()
+    batch = [
+        {"user_id": "ada", "content_id": c, "event_type": "view", "ts": ts}
+        for c in ("c1", "poison", "c2", "c3")
+    ]
+    with env.engine.begin() as conn:
+        conn.execute(
+            text(
+                "ALTER TABLE learnrec_learner_history ADD CONSTRAINT no_poison "
+                "CHECK (content_id <> 'poison')"
+            )
+        )
+    try:
+        records = env.send(batch)
+        outcome = env.ingestor.process(records)
+        again = env.ingestor.process(records)
+    finally:
+        with env.engine.begin() as conn:
+            conn.execute(text("ALTER TABLE learnrec_learner_history DROP CONSTRAINT no_poison"))
+
+    assert outcome.failed == [] and again.failed == []
+    assert (outcome.written, outcome.dead_lettered) == (3, 1)
+    assert sorted(e["content_id"] for e in env.archived()) == ["c1", "c2", "c3"]
+    (letter,) = env.dead_letters()
+    assert letter["sequence_number"] == records[1].sequence_number
+    assert letter["reason"] == "unprocessable event"
+    assert "refused" in letter["detail"] and "IntegrityError" in letter["detail"]
