@@ -29,30 +29,31 @@ branch_labels = None
 depends_on = None
 
 TABLE = "learnrec_processed_events"
+COPY = "_learnrec_processed_events_copy"
+INDEX = "ix_learnrec_processed_events_at"
 OWNER = sa.String(128).with_variant(sa.String(128, collation="C"), "postgresql")
+KEY = sa.String(200).with_variant(sa.String(200, collation="C"), "postgresql")
 PRIMARY_KEY = "learnrec_processed_events_pkey"  # PostgreSQL's name for 0001's key
 
 
 def upgrade() -> None:
-    user_id = sa.Column("user_id", OWNER, nullable=False, server_default="*")
     if op.get_bind().dialect.name == "postgresql":
-        op.add_column(TABLE, user_id)  # a constant default: no table rewrite
+        # A constant default: PostgreSQL adds the column without rewriting the table.
+        op.add_column(TABLE, sa.Column("user_id", OWNER, nullable=False, server_default="*"))
         op.drop_constraint(PRIMARY_KEY, TABLE, type_="primary")
         op.create_primary_key(PRIMARY_KEY, TABLE, ["user_id", "event_id"])
         return
-    # SQLite cannot alter a primary key: batch mode copies the table with the new one.
-    with op.batch_alter_table(TABLE, recreate="always") as batch:
-        batch.add_column(user_id, insert_before="event_id")
-        batch.create_primary_key(PRIMARY_KEY, ["user_id", "event_id"])
+    # SQLite cannot alter a primary key: copy the rows into the new table and swap.
+    _copy_table(["user_id", "event_id"], "'*', event_id, batch_key, processed_at")
 
 
 def downgrade() -> None:
     # One row per event id again: keep the earliest recorded of each.
     op.execute(
         sa.text(
-            f"DELETE FROM {TABLE} AS t WHERE EXISTS (SELECT 1 FROM {TABLE} AS o "
-            "WHERE o.event_id = t.event_id AND (o.processed_at, o.user_id) "
-            "< (t.processed_at, t.user_id))"
+            f"DELETE FROM {TABLE} WHERE EXISTS (SELECT 1 FROM {TABLE} AS o "
+            f"WHERE o.event_id = {TABLE}.event_id AND (o.processed_at, o.user_id) "
+            f"< ({TABLE}.processed_at, {TABLE}.user_id))"
         )
     )
     if op.get_bind().dialect.name == "postgresql":
@@ -60,6 +61,21 @@ def downgrade() -> None:
         op.drop_column(TABLE, "user_id")
         op.create_primary_key(PRIMARY_KEY, TABLE, ["event_id"])
         return
-    with op.batch_alter_table(TABLE, recreate="always") as batch:
-        batch.drop_column("user_id")
-        batch.create_primary_key(PRIMARY_KEY, ["event_id"])
+    _copy_table(["event_id"], "event_id, batch_key, processed_at")
+
+
+def _copy_table(primary_key: list[str], select: str) -> None:
+    columns = [
+        sa.Column("event_id", KEY, nullable=False),
+        sa.Column("batch_key", sa.String(512), nullable=False),
+        sa.Column("processed_at", sa.DateTime(timezone=True), nullable=False),
+    ]
+    if "user_id" in primary_key:
+        columns.insert(0, sa.Column("user_id", OWNER, nullable=False, server_default="*"))
+    op.create_table(COPY, *columns, sa.PrimaryKeyConstraint(*primary_key))
+    names = ", ".join(c.name for c in columns)
+    op.execute(sa.text(f"INSERT INTO {COPY} ({names}) SELECT {select} FROM {TABLE}"))
+    op.drop_index(INDEX, table_name=TABLE)
+    op.drop_table(TABLE)
+    op.rename_table(COPY, TABLE)
+    op.create_index(INDEX, TABLE, ["processed_at"])
