@@ -20,6 +20,8 @@ Create Date: 2026-11-29
 
 from __future__ import annotations
 
+from typing import Any
+
 import sqlalchemy as sa
 from alembic import op
 
@@ -65,7 +67,7 @@ def downgrade() -> None:
 
 
 def _copy_table(primary_key: list[str], select: str) -> None:
-    columns = [
+    columns: list[sa.Column[Any]] = [
         sa.Column("event_id", KEY, nullable=False),
         sa.Column("batch_key", sa.String(512), nullable=False),
         sa.Column("processed_at", sa.DateTime(timezone=True), nullable=False),
