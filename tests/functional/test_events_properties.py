@@ -337,3 +337,78 @@ def test_an_event_the_database_refuses_is_dead_lettered_alone(ingest_env: Ingest
     assert letter["sequence_number"] == records[1].sequence_number
     assert letter["reason"] == "unprocessable event"
     assert "refused" in letter["detail"] and "IntegrityError" in letter["detail"]
+
+
+def test_the_ingest_handler_stores_the_good_events_beside_edge_timestamps(
+    pg_engine: Engine,  # noqa: F811 (skips without PostgreSQL)
+) -> None:
+    """The reproduction through the real handler: two edge timestamps and a NUL among
+    four good events once raised (0 stored, no partial batch response) or failed every
+    commit; now the four are stored, the three dead-lettered, and nothing is redelivered."""
+    import uuid
+
+    from moto import mock_aws
+
+    from functional.test_storage_postgres import POSTGRES_URL
+    from learnrec.benchmark.ingest import _environment, load_handler
+    from learnrec.serving.apigw import LambdaContext
+    from learnrec.storage import make_engine
+    from learnrec.storage.migrate import upgrade
+
+    schema = f"learnrec_handler_{uuid.uuid4().hex[:12]}"
+    with pg_engine.begin() as conn:
+        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    url = f"{POSTGRES_URL}?options=-csearch_path%3D{schema}"
+    ts = (datetime.now(UTC) - timedelta(hours=1)).isoformat()
+    good = [
+        {"user_id": f"u{n}", "content_id": f"c{n}", "event_type": "view", "ts": ts}
+        for n in range(4)
+    ]
+    bad = [
+        {**good[0], "ts": "0001-01-01T00:00:00+05:00"},
+        {**good[0], "ts": "9999-12-31T23:00:00-05:00"},
+        {**good[0], "content_id": "a\x00b"},
+    ]
+    try:
+        upgrade(url)
+        with mock_aws():
+            s3 = boto3.client("s3", region_name="us-east-1")
+            s3.create_bucket(Bucket=BUCKET)
+            sqs = boto3.client("sqs", region_name="us-east-1")
+            queue_url = sqs.create_queue(QueueName="dlq")["QueueUrl"]
+            env = {
+                "DATABASE_URL": url,
+                "S3_BUCKET": BUCKET,
+                "DEAD_LETTER_QUEUE_URL": queue_url,
+                "USER_ID_HASH_KEY": "handler-key",
+                "AWS_DEFAULT_REGION": "us-east-1",
+                "POWERTOOLS_METRICS_NAMESPACE": "learnrec-test",
+                "POWERTOOLS_TRACE_DISABLED": "true",
+            }
+            raw = [
+                {
+                    "Data": json.dumps(p).encode(),
+                    "PartitionKey": "pk",
+                    "SequenceNumber": f"{i + 1:056d}",
+                    "ApproximateArrivalTimestamp": datetime.now(UTC),
+                }
+                for i, p in enumerate([good[0], *bad[:2], good[1], bad[2], *good[2:]])
+            ]
+            event = lambda_event(lambda_record(SHARD, r, "stream") for r in raw)
+            with _environment(env):
+                handler = load_handler()
+                response = handler.handler(event, LambdaContext())
+            listing = s3.list_objects_v2(Bucket=BUCKET, Prefix="events/")["Contents"]
+            (stored,) = [s3.get_object(Bucket=BUCKET, Key=x["Key"])["Body"].read() for x in listing]
+            letters = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10)["Messages"]
+    finally:
+        engine = make_engine(url)
+        with engine.connect() as conn:
+            history = conn.scalar(text("SELECT count(*) FROM learnrec_learner_history"))
+        engine.dispose()
+        with pg_engine.begin() as conn:
+            conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+
+    assert response == {"batchItemFailures": []}
+    assert sorted(e["content_id"] for e in decode_lines(stored)) == ["c0", "c1", "c2", "c3"]
+    assert history == 4 and len(letters) == 3
