@@ -51,12 +51,12 @@ PRUNE_INTERVAL_S = 3600.0
 UNDECODABLE = Rejection("undecodable record: its data is not valid base64")
 
 
-def _unprocessable(stage: str, error: BaseException) -> Rejection:
+def _unprocessable(stage: str, error: BaseException | str) -> Rejection:
     """The reason for an event that passed validation and failed anyway: the error's
     type only, since its message may quote the payload (and the raw user id)."""
+    name = error if isinstance(error, str) else type(error).__name__
     return Rejection(
-        "unprocessable event",
-        (FieldError(field="(event)", message=f"{stage}: {type(error).__name__}"),),
+        "unprocessable event", (FieldError(field="(event)", message=f"{stage}: {name}"),)
     )
 
 
@@ -237,7 +237,7 @@ class Ingestor:
                 break
             except Exception as error:
                 failure = error
-            refused: list[int] = []
+            refused: dict[int, str] = {}
             if attempt == 0 and isinstance(failure, DATA_ERRORS) and kept:
                 try:
                     refused = self.store.refused(
@@ -252,9 +252,9 @@ class Ingestor:
             logger.warning("the database refused %d events; dead-lettering them", len(refused))
             bad = [
                 DeadLetter(
-                    kept[i].record, _unprocessable("the database refused it", failure), self.stream
+                    kept[i].record, _unprocessable("the database refused it", name), self.stream
                 )
-                for i in refused
+                for i, name in refused.items()
             ]
             try:
                 self.dead_letters.send(bad)
@@ -263,7 +263,7 @@ class Ingestor:
                     self._delete_quietly(key)
                 return self._failed(outcome, records, str(error))
             letters = letters + bad
-            kept = [p for i, p in enumerate(kept) if i not in set(refused)]
+            kept = [p for i, p in enumerate(kept) if i not in refused]
         keep = [p.stored for p in kept]
         outcome.written = len(keep)
         credited = [e["event_type"] for e in keep if e.get("recommendation_id")]

@@ -157,23 +157,23 @@ class IngestStore:
         batch_key: str,
         entries: Sequence[tuple[LedgerKey, Sequence[HistoryRow]]],
         at: datetime,
-    ) -> list[int]:
-        """Which entries the database refuses on their own; writes nothing.
+    ) -> dict[int, str]:
+        """Which entries the database refuses on their own, and the error's name; writes nothing.
 
         After a batch's commit failed on its data (not on the connection), each event's
         rows are tried in a savepoint of one transaction that is then rolled back, so the
         ingest function can dead-letter exactly the events the database will not take.
         A failure that is not about the data (the connection, the server) is raised.
         """
-        bad: list[int] = []
+        bad: dict[int, str] = {}
         with self.engine.connect() as conn, conn.begin() as transaction:
             for index, (key, history) in enumerate(entries):
                 try:
                     with conn.begin_nested():
                         record(conn, [key], batch_key, at)
                         record_history_in(conn, history)
-                except DATA_ERRORS:
-                    bad.append(index)
+                except DATA_ERRORS as error:  # e.g. CheckViolation, not the values
+                    bad[index] = type(error.orig or error).__name__
             transaction.rollback()
         return bad
 
