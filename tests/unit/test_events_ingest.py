@@ -320,3 +320,20 @@ def test_edge_timestamps_and_control_characters_are_dead_lettered_alone(env: Env
     details = [x["detail"] for x in env.dead_letters()]
     assert ["ts" in details[0], "ts" in details[1], "content_id" in details[2]] == [True] * 3
     assert "retention" in details[3]
+
+
+def test_an_event_that_fails_after_validation_is_dead_lettered_alone(env: Env) -> None:
+    # A bug reached by one learner's id only (here the hasher raising) costs that event.
+    real = env.ingestor.hasher
+
+    def hasher(user_id: str) -> str:
+        if user_id == "unlucky":
+            raise OverflowError("a bug")
+        return real(user_id)
+
+    env.ingestor.hasher = hasher  # type: ignore[assignment]
+    outcome = env.ingestor.process(records([event(1), event(2, user="unlucky"), event(3)]))
+    assert (outcome.written, outcome.dead_lettered, outcome.failed) == (2, 1, [])
+    (letter,) = env.dead_letters()
+    assert letter["reason"] == "unprocessable event" and "OverflowError" in letter["detail"]
+    assert "a bug" not in letter["detail"]  # an error's message may quote the payload
