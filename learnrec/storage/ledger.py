@@ -177,6 +177,17 @@ class IngestStore:
             transaction.rollback()
         return bad
 
+    def recorded_ids(self, event_ids: Iterable[str]) -> set[str]:
+        """Which of these event ids are in the ledger, for any learner (progress checks)."""
+        ids = list(dict.fromkeys(event_ids))
+        found: set[str] = set()
+        with self.engine.connect() as conn:
+            for start in range(0, len(ids), _QUERY_CHUNK):
+                chunk = ids[start : start + _QUERY_CHUNK]
+                stmt = select(PROCESSED.c.event_id).where(PROCESSED.c.event_id.in_(chunk))
+                found.update(str(i) for i in conn.scalars(stmt))
+        return found
+
     def forget_learner(self, user_id: str) -> int:
         """Remove a learner's ledger rows (erasure); return how many went."""
         with self.engine.begin() as conn:
