@@ -60,6 +60,8 @@ class Settings(BaseSettings):
     dead_letter_queue_url: str | None = None
     # How long processed event ids are remembered for de-duplication across batches.
     dedupe_window_days: float = Field(default=7.0, gt=0)
+    # The stage's event retention: events whose ts is older are refused on arrival.
+    event_retention_days: int = Field(default=90, ge=1)
     # A/B test: variant name -> model version, or -> {"model_version": v, "weight": w};
     # JSON, e.g. '{"control": "v1", "treatment": "v2"}' (see learnrec.events.experiments).
     experiment_variants: str | None = None

@@ -7,11 +7,16 @@ entry point rejects the same bad input with the same per-field message.
 
 from __future__ import annotations
 
+import json
+import math
+import unicodedata
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Annotated, Any
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -21,13 +26,72 @@ from pydantic import (
     field_validator,
 )
 
-Identifier = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=128)]
-Token = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]
+
+def _printable(value: str) -> str:
+    """Refuse control characters and lone surrogates in any stored string.
+
+    A NUL is valid JSON and a valid Python string, but PostgreSQL refuses it in text
+    columns, and a lone surrogate cannot be encoded as UTF-8: either would fail the
+    database write or the archive of every event stored with it, again on every retry.
+    """
+    for position, char in enumerate(value):
+        if unicodedata.category(char) in ("Cc", "Cs"):
+            raise ValueError(
+                f"must not contain control characters (U+{ord(char):04X} at {position})"
+            )
+    return value
+
+
+Identifier = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=128),
+    AfterValidator(_printable),
+]
+Token = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=64),
+    AfterValidator(_printable),
+]
+Text = Annotated[str, AfterValidator(_printable)]
 
 MIN_LEVEL = 1
 MAX_LEVEL = 5
 # Producers' clocks drift; anything further ahead than this is a bug, not skew.
 MAX_CLOCK_SKEW = timedelta(minutes=5)
+# Events older than the archive keeps them (the stage's event_retention_days) would be
+# expired on arrival, or kept past the retention that the privacy notice promises.
+DEFAULT_EVENT_RETENTION = timedelta(days=90)
+# An event's free-form context: enough for a page, a device and a few flags.
+MAX_CONTEXT_DEPTH = 4
+MAX_CONTEXT_KEYS = 64
+MAX_CONTEXT_KEY_CHARS = 64
+MAX_CONTEXT_BYTES = 4096
+MAX_CONTEXT_INT = 2**53  # what every JSON reader (and the training jobs) reads exactly
+
+
+@dataclass(frozen=True)
+class EventWindow:
+    """The timestamps an arriving event may carry: [now - retention, now + skew].
+
+    The edges that take events in (``POST /events``, the ingest function) validate with
+    one, passed as pydantic's validation context (:meth:`context`); events read back from
+    the archive or a generated data set are validated without, so old events stay
+    readable. ``now`` is the caller's clock (None: the system clock at validation).
+    """
+
+    retention: timedelta = DEFAULT_EVENT_RETENTION
+    skew: timedelta = MAX_CLOCK_SKEW
+    now: datetime | None = None
+
+    def bounds(self) -> tuple[datetime, datetime]:
+        now = self.now or datetime.now(UTC)
+        return now - self.retention, now + self.skew
+
+    def context(self) -> dict[str, Any]:
+        return {WINDOW_CONTEXT: self}
+
+
+WINDOW_CONTEXT = "event_window"
 
 
 class EventType(StrEnum):
@@ -84,7 +148,7 @@ class ContentItem(_Strict):
     """
 
     content_id: Identifier
-    title: str = Field(default="", max_length=512)
+    title: Text = Field(default="", max_length=512)
     topics: list[Token] = Field(default_factory=list, max_length=64)
     tags: list[Token] = Field(default_factory=list, max_length=512)
     level: int | None = Field(default=None, ge=MIN_LEVEL, le=MAX_LEVEL)
@@ -125,18 +189,72 @@ class Event(_Strict):
 
     @field_validator("ts")
     @classmethod
-    def _utc_and_not_in_future(cls, ts: datetime) -> datetime:
+    def _utc_and_in_window(cls, ts: datetime, info: ValidationInfo) -> datetime:
         if ts.tzinfo is None:
             raise ValueError("ts must carry a timezone (ISO 8601 UTC, e.g. 2026-01-31T12:00:00Z)")
-        ts = ts.astimezone(UTC)
-        if ts > datetime.now(UTC) + MAX_CLOCK_SKEW:
-            raise ValueError(f"ts {ts.isoformat()} is in the future")
-        return ts
+        window = (info.context or {}).get(WINDOW_CONTEXT)
+        if not isinstance(window, EventWindow):  # a stored event: only the clock bounds it
+            window = EventWindow(retention=timedelta.max - timedelta(days=1))
+        # Compared before converting: aware datetimes compare across offsets without
+        # arithmetic, while converting 0001-01-01T00:00+05:00 to UTC overflows.
+        now = window.now or datetime.now(UTC)
+        if ts > now + window.skew:
+            raise ValueError(f"ts {ts.isoformat()} is in the future (more than the allowed skew)")
+        if ts - now < -window.retention:
+            raise ValueError(
+                f"ts {ts.isoformat()} is older than the retention of {window.retention.days} days"
+            )
+        try:
+            return ts.astimezone(UTC)
+        except OverflowError:  # the first or last hours of year 1 or 9999
+            raise ValueError(f"ts {ts.isoformat()} is out of range") from None
+
+    @field_validator("context")
+    @classmethod
+    def _bounded_context(cls, context: dict[str, Any] | None) -> dict[str, Any] | None:
+        if context is None:
+            return None
+        _check_json(context, 1)
+        size = len(json.dumps(context, separators=(",", ":")).encode())
+        if size > MAX_CONTEXT_BYTES:
+            raise ValueError(f"context is {size} bytes; at most {MAX_CONTEXT_BYTES} are accepted")
+        return context
 
     @property
     def strength(self) -> float:
         """How strongly this event says the learner wanted the item (0 = not at all)."""
         return EVENT_STRENGTH[self.event_type]
+
+
+def _check_json(value: Any, depth: int) -> None:
+    """Bound a free-form JSON value: depth, keys, numbers, and printable strings."""
+    if depth > MAX_CONTEXT_DEPTH:
+        raise ValueError(f"context is nested deeper than {MAX_CONTEXT_DEPTH} levels")
+    if isinstance(value, dict):
+        if len(value) > MAX_CONTEXT_KEYS:
+            raise ValueError(f"context has an object of over {MAX_CONTEXT_KEYS} keys")
+        for key, item in value.items():
+            if not isinstance(key, str) or not 0 < len(key) <= MAX_CONTEXT_KEY_CHARS:
+                raise ValueError(f"context keys must be 1 to {MAX_CONTEXT_KEY_CHARS} characters")
+            _printable(key)
+            _check_json(item, depth + 1)
+    elif isinstance(value, list):
+        if len(value) > MAX_CONTEXT_KEYS:
+            raise ValueError(f"context has a list of over {MAX_CONTEXT_KEYS} items")
+        for item in value:
+            _check_json(item, depth + 1)
+    elif isinstance(value, str):
+        _printable(value)
+    elif isinstance(value, bool) or value is None:
+        pass
+    elif isinstance(value, int):
+        if abs(value) > MAX_CONTEXT_INT:
+            raise ValueError(f"context numbers must be within +-{MAX_CONTEXT_INT}")
+    elif isinstance(value, float):
+        if not math.isfinite(value):
+            raise ValueError("context numbers must be finite")
+    else:
+        raise ValueError(f"context holds a {type(value).__name__}, which is not JSON")
 
 
 class FieldError(BaseModel):

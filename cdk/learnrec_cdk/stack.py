@@ -147,6 +147,8 @@ class LearnrecStack(Stack):
             # Through RDS Proxy (TLS), not the cluster endpoint the secret names.
             "DATABASE_HOST": proxy.endpoint,
             "USER_ID_HASH_SECRET_ID": data.user_id_hash_secret.secret_arn,
+            # Events older than the archive keeps them are refused at the edges.
+            "EVENT_RETENTION_DAYS": str(config.event_retention_days),
         }
         serving = Serving(
             self,

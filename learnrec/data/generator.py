@@ -491,3 +491,25 @@ def _lines(path: Path) -> Iterable[str]:
         for line in handle:
             if line.strip():
                 yield line
+
+
+SAMPLE_RECENT_DAYS = 80.0
+"""How far back a sample sent through the API reaches: inside the default 90-day event
+retention (events older than a stage's retention are refused), with a margin."""
+
+
+def recent(data: GeneratedData, end: datetime, days: float = SAMPLE_RECENT_DAYS) -> GeneratedData:
+    """The same data on a timeline that ends at ``end`` and spans at most ``days``.
+
+    Generated learners start up to half a year before the end; a sample seeded into a
+    stage through ``POST /events`` must fall within the stage's retention, so its
+    timeline is moved and, when longer, scaled (order and relative spacing kept).
+    """
+    if not data.events:
+        return data
+    first = min(e.ts for e in data.events)
+    last = max(e.ts for e in data.events)
+    span = last - first
+    scale = min(1.0, timedelta(days=days) / span) if span else 1.0
+    events = [e.model_copy(update={"ts": end - (last - e.ts) * scale}) for e in data.events]
+    return GeneratedData(data.items, data.learners, events, data.truth)

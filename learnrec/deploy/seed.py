@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -54,7 +55,7 @@ def _chunks(rows: Sequence[dict[str, Any]], size: int) -> Iterator[Sequence[dict
 
 def seed(options: SeedOptions, progress: Callable[[str], None] = print) -> SeedReport:
     """Send the sample catalog and events; raise :class:`CheckFailedError` on a refusal."""
-    from learnrec.data.generator import generate
+    from learnrec.data.generator import generate, recent
     from learnrec.serving.auth import Role, issue_token, key_id, public_pem_of
 
     base = options.api_url.rstrip("/")
@@ -72,8 +73,12 @@ def seed(options: SeedOptions, progress: Callable[[str], None] = print) -> SeedR
             kid=kid,
         )
 
-    data = generate(
-        users=options.users, items=options.items, events=options.events, seed=options.seed
+    # Recent: the stage refuses events older than its retention.
+    data = recent(
+        generate(
+            users=options.users, items=options.items, events=options.events, seed=options.seed
+        ),
+        datetime.now(UTC),
     )
     items = [item.model_dump(mode="json", exclude_none=True) for item in data.items]
     admin = token("learnrec-seed", Role.ADMIN)

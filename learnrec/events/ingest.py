@@ -3,10 +3,11 @@
 Per shard of the batch (the event source mapping sends one shard per call, but nothing
 breaks if it sends more):
 
-1. decode and validate every record (:mod:`learnrec.events.records`); hash user ids,
-   event ids and session ids; derive the event id of events sent without one;
-2. one database round trip: which event ids are already archived, and by which batch
-   (:mod:`learnrec.storage.ledger`), and which of the learners opted out;
+1. decode and validate every record (:mod:`learnrec.events.records`), timestamps within
+   [now - retention, now + skew]; hash user ids, event ids and session ids; derive the
+   event id of events sent without one;
+2. one database round trip: which (learner, event id) pairs are already archived, and
+   by which batch (:mod:`learnrec.storage.ledger`), and which of the learners opted out;
 3. dead letters for the records that are not events, in batches of ten;
 4. one S3 object for the batch's new events, at a key made of the shard and the batch's
    first and last sequence numbers (:mod:`learnrec.events.archive`), so a retried batch
@@ -14,10 +15,13 @@ breaks if it sends more):
 5. one transaction: the ledger rows and the learners' recent history.
 
 Bad records are acknowledged (retrying cannot fix them; they are in the dead-letter
-queue). When a dependency fails (S3, the queue, the database), every record of the shard's
-batch is reported as failed, so Kinesis delivers it again; an archive object written by
-the failed attempt is deleted again, so a retry with a different batch shape cannot
-archive the same event twice.
+queue). So is a record that passed validation but fails anyway: an unexpected error
+while preparing it, or a database that refuses its rows (a data error, found by trying
+each event alone, see :meth:`IngestStore.refused`) is dead-lettered alone, with its
+reason, and the rest of the batch is stored. Only when a dependency fails (S3, the queue,
+the database's connection) is every record of the shard's batch reported as failed, so
+Kinesis delivers it again; an archive object written by the failed attempt is deleted
+again, so a retry with a different batch shape cannot archive the same event twice.
 """
 
 from __future__ import annotations
@@ -35,8 +39,9 @@ from learnrec.events.dead_letter import DeadLetter, DeadLetterError, DeadLetterQ
 from learnrec.events.records import Rejection, archived_event, parse_event
 from learnrec.events.stream import StreamRecord
 from learnrec.identity import UserIdHasher, user_id_hash_key
-from learnrec.schemas import Event, EventType
+from learnrec.schemas import DEFAULT_EVENT_RETENTION, Event, EventType, EventWindow, FieldError
 from learnrec.storage import HistoryRow, IngestStore, make_engine
+from learnrec.storage.ledger import DATA_ERRORS, STREAM_POSITION, LedgerKey
 from learnrec.storage.schema import require_schema
 from learnrec.storage.url import database_url
 
@@ -44,6 +49,15 @@ logger = logging.getLogger(__name__)
 
 PRUNE_INTERVAL_S = 3600.0
 UNDECODABLE = Rejection("undecodable record: its data is not valid base64")
+
+
+def _unprocessable(stage: str, error: BaseException | str) -> Rejection:
+    """The reason for an event that passed validation and failed anyway: the error's
+    type only, since its message may quote the payload (and the raw user id)."""
+    name = error if isinstance(error, str) else type(error).__name__
+    return Rejection(
+        "unprocessable event", (FieldError(field="(event)", message=f"{stage}: {name}"),)
+    )
 
 
 @dataclass
@@ -93,10 +107,19 @@ class BatchOutcome:
 
 
 @dataclass(frozen=True)
+class _Prepared:
+    """One valid event: as validated, as it will be archived, and the record it came in."""
+
+    event: Event
+    stored: dict[str, Any]
+    record: StreamRecord
+
+
+@dataclass(frozen=True)
 class _Parsed:
     """The batch split into events (in stream order) and dead letters."""
 
-    events: list[tuple[Event, dict[str, Any]]]
+    events: list[_Prepared]
     letters: list[DeadLetter]
     repeats: int  # events whose id appeared earlier in the same batch
 
@@ -114,6 +137,7 @@ class Ingestor:
         stream: str = "",
         dedupe_window: timedelta = timedelta(days=7),
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        retention: timedelta = DEFAULT_EVENT_RETENTION,
     ) -> None:
         self.s3 = s3
         self.bucket = bucket
@@ -123,6 +147,7 @@ class Ingestor:
         self.stream = stream
         self.dedupe_window = dedupe_window
         self.clock = clock
+        self.retention = retention
         self._pruned_at: float | None = None
 
     def process(self, records: Sequence[StreamRecord]) -> BatchOutcome:
@@ -144,55 +169,102 @@ class Ingestor:
             first.arrival, first.shard_id, first.sequence_number, last.sequence_number
         )
         parsed = self._parse(records)
-        event_ids = [event["event_id"] for _, event in parsed.events]
-        letter_ids = [_letter_id(letter) for letter in parsed.letters]
         try:
             seen, opted_out = self.store.lookup(
-                event_ids + letter_ids, {event["user_id"] for _, event in parsed.events}
+                [_event_key(p.stored) for p in parsed.events] + [_position_key(r) for r in records],
+                {p.stored["user_id"] for p in parsed.events},
             )
         except Exception as error:
             return self._failed(outcome, records, f"database unavailable: {error}")
 
-        kept: list[tuple[Event, dict[str, Any]]] = []
-        for parsed_event, event in parsed.events:
-            batch = seen.get(event["event_id"])
+        kept: list[_Prepared] = []
+        for prepared in parsed.events:
+            batch = seen.get(_event_key(prepared.stored))
+            if _position_key(prepared.record) in seen:
+                continue  # the database refused it before: it is in the dead-letter queue
             if batch is not None and batch != key:
                 outcome.duplicates += 1
-            elif event["user_id"] in opted_out:
+            elif prepared.stored["user_id"] in opted_out:
                 outcome.opted_out += 1
             else:
-                kept.append((parsed_event, event))
-        keep = [event for _, event in kept]
+                kept.append(prepared)
         outcome.duplicates += parsed.repeats
         # A dead letter in the ledger was delivered before (the ledger is written after
         # the queue accepted it); sending it again would only duplicate it.
-        letters = [x for x, i in zip(parsed.letters, letter_ids, strict=True) if i not in seen]
-        fresh = not any(seen.get(event["event_id"]) == key for event in keep)
-
+        letters = [x for x in parsed.letters if _position_key(x.record) not in seen]
         try:
             self.dead_letters.send(letters)
         except DeadLetterError as error:
             return self._failed(outcome, records, str(error))
-        if keep:
-            try:
-                self.s3.put_object(
-                    Bucket=self.bucket,
-                    Key=key,
-                    Body=encode_lines(keep),
-                    ContentType="application/x-ndjson",
-                    ContentEncoding="gzip",
-                )
-            except Exception as error:
-                return self._failed(outcome, records, f"archive write failed: {error}")
-        history = _history_rows(kept)
-        try:
-            outcome.history_rows = self.store.commit(
-                key, [e["event_id"] for e in keep] + letter_ids, history, self.clock()
-            )
-        except Exception as error:
-            if keep and fresh:
+        return self._archive_and_record(outcome, records, key, kept, letters, seen)
+
+    def _archive_and_record(
+        self,
+        outcome: BatchOutcome,
+        records: list[StreamRecord],
+        key: str,
+        kept: list[_Prepared],
+        letters: list[DeadLetter],
+        seen: dict[LedgerKey, str],
+    ) -> BatchOutcome:
+        """Write the object, then the ledger and history; set aside what the database refuses.
+
+        A commit that fails on the rows' data (not on the connection) is answered by
+        finding the events the database refuses alone, dead-lettering each with its
+        reason, writing the object again without them, and committing the rest: one bad
+        event must not hold back, or forever fail, the batch around it.
+        """
+        fresh = not any(seen.get(_event_key(p.stored)) == key for p in kept)
+        now = self.clock()
+        for attempt in range(2):
+            if kept:
+                try:
+                    self.s3.put_object(
+                        Bucket=self.bucket,
+                        Key=key,
+                        Body=encode_lines([p.stored for p in kept]),
+                        ContentType="application/x-ndjson",
+                        ContentEncoding="gzip",
+                    )
+                except Exception as error:
+                    return self._failed(outcome, records, f"archive write failed: {error}")
+            elif attempt:  # every event was refused: the first attempt's object goes
                 self._delete_quietly(key)
-            return self._failed(outcome, records, f"database write failed: {error}")
+            ledger = [_event_key(p.stored) for p in kept]
+            ledger += [_position_key(x.record) for x in letters]
+            try:
+                outcome.history_rows = self.store.commit(key, ledger, _history_rows(kept), now)
+                break
+            except Exception as error:
+                failure = error
+            refused: dict[int, str] = {}
+            if attempt == 0 and isinstance(failure, DATA_ERRORS) and kept:
+                try:
+                    refused = self.store.refused(
+                        key, [(_event_key(p.stored), _history_rows([p])) for p in kept], now
+                    )
+                except Exception as error:
+                    failure = error
+            if not refused:
+                if kept and fresh:
+                    self._delete_quietly(key)
+                return self._failed(outcome, records, f"database write failed: {failure}")
+            logger.warning("the database refused %d events; dead-lettering them", len(refused))
+            bad = [
+                DeadLetter(
+                    kept[i].record, _unprocessable("the database refused it", name), self.stream
+                )
+                for i, name in refused.items()
+            ]
+            try:
+                self.dead_letters.send(bad)
+            except DeadLetterError as error:
+                if fresh:
+                    self._delete_quietly(key)
+                return self._failed(outcome, records, str(error))
+            letters = letters + bad
+            kept = [p for i, p in enumerate(kept) if i not in refused]
+        keep = [p.stored for p in kept]
         outcome.written = len(keep)
         credited = [e["event_type"] for e in keep if e.get("recommendation_id")]
         outcome.impressions = credited.count("impression")
@@ -203,24 +275,31 @@ class Ingestor:
         return outcome
 
     def _parse(self, records: list[StreamRecord]) -> _Parsed:
-        events: list[tuple[Event, dict[str, Any]]] = []
+        window = EventWindow(retention=self.retention, now=self.clock())
+        events: list[_Prepared] = []
         letters: list[DeadLetter] = []
-        ids: set[str] = set()
+        ids: set[LedgerKey] = set()
         repeats = 0
         for record in records:
             if record.data is None:
                 letters.append(DeadLetter(record, UNDECODABLE, self.stream))
                 continue
-            result = parse_event(record.data)
-            if isinstance(result, Rejection):
-                letters.append(DeadLetter(record, result, self.stream))
+            try:
+                result = parse_event(record.data, window)
+                if isinstance(result, Rejection):
+                    letters.append(DeadLetter(record, result, self.stream))
+                    continue
+                stored = archived_event(result, self.hasher)
+                encode_lines([stored])  # what the archive will do with it, alone
+            except Exception as error:  # a bug, not bad input: this record alone fails
+                logger.exception("an event that passed validation could not be prepared")
+                letters.append(DeadLetter(record, _unprocessable("preparing", error), self.stream))
                 continue
-            event = archived_event(result, self.hasher)
-            if event["event_id"] in ids:
+            if _event_key(stored) in ids:
                 repeats += 1
                 continue
-            ids.add(event["event_id"])
-            events.append((result, event))
+            ids.add(_event_key(stored))
+            events.append(_Prepared(result, stored, record))
         return _Parsed(events, letters, repeats)
 
     def _failed(
@@ -250,17 +329,22 @@ class Ingestor:
             logger.exception("could not prune the ingest ledger")
 
 
-def _letter_id(letter: DeadLetter) -> str:
+def _event_key(stored: dict[str, Any]) -> LedgerKey:
+    """De-duplication is per learner: event ids come from clients, who may reuse them."""
+    return (str(stored["user_id"]), str(stored["event_id"]))
+
+
+def _position_key(record: StreamRecord) -> LedgerKey:
     """Dead letters are keyed by stream position: they may have no usable event id."""
-    return f"dlq:{letter.position}"
+    return (STREAM_POSITION, f"dlq:{record.position}")
 
 
-def _history_rows(events: Sequence[tuple[Event, dict[str, Any]]]) -> list[HistoryRow]:
+def _history_rows(events: Sequence[_Prepared]) -> list[HistoryRow]:
     """Impressions stay out of history: being shown an item is not having consumed it."""
     return [
-        (stored["user_id"], event.content_id, event.event_type, event.ts, event.strength)
-        for event, stored in events
-        if event.event_type is not EventType.IMPRESSION
+        (p.stored["user_id"], p.event.content_id, p.event.event_type, p.event.ts, p.event.strength)
+        for p in events
+        if p.event.event_type is not EventType.IMPRESSION
     ]
 
 
@@ -302,4 +386,5 @@ def ingestor_from_settings(settings: Settings | None = None, session: Any = None
         hasher=hasher,
         stream=settings.events_stream or "",
         dedupe_window=timedelta(days=settings.dedupe_window_days),
+        retention=timedelta(days=settings.event_retention_days),
     )

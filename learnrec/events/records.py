@@ -17,7 +17,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from learnrec.schemas import Event, FieldError, field_errors
+from learnrec.schemas import Event, EventWindow, FieldError, field_errors
 
 MAX_EVENT_BYTES = 16 * 1024
 """An event is a few hundred bytes; anything this big is a producer bug, not an event.
@@ -46,30 +46,44 @@ class Rejection:
         return f"{self.reason}: {detail}" if detail else self.reason
 
 
-def parse_event(payload: bytes | str) -> Event | Rejection:
-    """Validate one event's JSON; never raises for bad input."""
+def parse_event(payload: bytes | str, window: EventWindow | None = None) -> Event | Rejection:
+    """Validate one event's JSON; never raises for bad input.
+
+    ``window`` bounds the timestamp to [now - retention, now + skew]: the edges that take
+    events in pass one; without it only the clock (plus skew) bounds it.
+    """
     size = len(payload.encode() if isinstance(payload, str) else payload)
     if size > MAX_EVENT_BYTES:
         return Rejection(
             "oversized", (FieldError(field="(body)", message=_oversized_message(size)),)
         )
     try:
-        return Event.model_validate_json(payload)
+        return Event.model_validate_json(payload, context=_context(window))
     except ValidationError as error:
         return _rejection(error)
 
 
-def validate_event(value: Any) -> Event | Rejection:
+def validate_event(value: Any, window: EventWindow | None = None) -> Event | Rejection:
     """Like :func:`parse_event` for an already-decoded JSON value (one item of a batch)."""
-    size = len(json.dumps(value, separators=(",", ":"), default=str).encode())
+    try:
+        size = len(json.dumps(value, separators=(",", ":"), default=str).encode())
+    except (RecursionError, ValueError):  # nested past Python's stack, or a lone surrogate
+        return Rejection(
+            "invalid event",
+            (FieldError(field="(body)", message="not an event: nested too deeply or not UTF-8"),),
+        )
     if size > MAX_EVENT_BYTES:
         return Rejection(
             "oversized", (FieldError(field="(body)", message=_oversized_message(size)),)
         )
     try:
-        return Event.model_validate(value)
+        return Event.model_validate(value, context=_context(window))
     except ValidationError as error:
         return _rejection(error)
+
+
+def _context(window: EventWindow | None) -> dict[str, Any] | None:
+    return window.context() if window is not None else None
 
 
 def _oversized_message(size: int) -> str:

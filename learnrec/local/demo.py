@@ -169,10 +169,16 @@ class Demo:
         self.env["JWT_PUBLIC_KEY"] = public.read_text(encoding="ascii")
 
     def sample_data(self) -> list[dict[str, Any]]:
-        from learnrec.data.generator import generate, write_sample
+        from datetime import UTC, datetime
+
+        from learnrec.data.generator import generate, recent, write_sample
 
         o = self.options
-        data = generate(users=o.users, items=o.items, events=o.events, seed=o.seed)
+        # Recent: POST /events refuses events older than the stage's retention.
+        data = recent(
+            generate(users=o.users, items=o.items, events=o.events, seed=o.seed),
+            datetime.now(UTC),
+        )
         paths = write_sample(data, o.out / "data")
         self.log(
             f"sample data: {o.users} learners, {o.items} items, {len(data.events)} events "
@@ -249,7 +255,7 @@ class Demo:
         def ingested() -> int:
             found = 0
             for chunk in _batches([{"id": i} for i in sorted(wanted)], 900):
-                found += len(ledger.lookup([row["id"] for row in chunk], [])[0])
+                found += len(ledger.recorded_ids([row["id"] for row in chunk]))
             return found
 
         _wait(

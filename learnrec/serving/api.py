@@ -13,7 +13,6 @@ dependency. Bodies never carry exception text, endpoints, account ids or paths (
 reach any client); the log keeps the detail.
 """
 
-import json
 import logging
 import time
 from collections.abc import Callable
@@ -21,6 +20,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, NoReturn
 
+import pydantic_core
 from fastapi import Depends, FastAPI, Header, HTTPException, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -43,7 +43,15 @@ from learnrec.pipeline.lifecycle import (
     activate,
     go_back,
 )
-from learnrec.schemas import MAX_LEVEL, MIN_LEVEL, ContentItem, Event, FieldError, Learner
+from learnrec.schemas import (
+    MAX_LEVEL,
+    MIN_LEVEL,
+    ContentItem,
+    Event,
+    EventWindow,
+    FieldError,
+    Learner,
+)
 from learnrec.serving import telemetry
 from learnrec.serving.auth import (
     AuthError,
@@ -108,6 +116,8 @@ class ServingContext:
     pinned: PinnedModels | None = None
     # Moves the OpenSearch alias with the pointer on promote/rollback; None with faiss.
     index_alias: AliasSwap | None = None
+    # The timestamps POST /events accepts: the stage's retention back, a little skew ahead.
+    event_window: EventWindow = field(default_factory=EventWindow)
     _hasher: UserIdHasher | None = field(default=None, init=False, repr=False)
 
     def user_key(self, user_id: str) -> str:
@@ -509,8 +519,8 @@ def create_app(context_factory: Callable[[], ServingContext], docs: bool | None 
         data = await request.body()
         if len(data) > MAX_BODY_BYTES:
             raise HTTPException(413, f"the body is over {MAX_BODY_BYTES} bytes; send fewer events")
-        try:
-            body = json.loads(data)
+        try:  # jiter stops at depth 200, where json.loads would exhaust the stack
+            body = pydantic_core.from_json(data, allow_inf_nan=False)
         except ValueError:
             raise HTTPException(400, "the body is not valid JSON") from None
         raw = body if isinstance(body, list) else [body]
@@ -520,7 +530,7 @@ def create_app(context_factory: Callable[[], ServingContext], docs: bool | None 
         valid: list[tuple[int, Event, str]] = []
         for index, item in enumerate(raw):
             # The same checks, and messages, as the ingest function applies to the stream.
-            checked = validate_event(item)
+            checked = validate_event(item, ctx.event_window)
             if isinstance(checked, Rejection):
                 results.append(
                     EventResultOut(index=index, accepted=False, errors=list(checked.errors))

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import re
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ from learnrec.events.producer import KinesisEventSink
 from learnrec.identity import user_id_hash_key
 from learnrec.pipeline.lifecycle import alias_swap
 from learnrec.retrieval.index import VectorIndex
+from learnrec.schemas import EventWindow
 from learnrec.serving.api import ServingContext
 from learnrec.serving.auth import (
     AuthConfigurationError,
@@ -222,4 +224,5 @@ def _assemble(
         experiment=experiment,
         pinned=pinned,
         index_alias=alias_swap(settings),
+        event_window=EventWindow(retention=timedelta(days=settings.event_retention_days)),
     )

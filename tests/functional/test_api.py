@@ -23,6 +23,9 @@ from learnrec.retrieval.index import VectorIndexError
 from learnrec.schemas import Event
 from learnrec.serving.auth import generate_key_pair, issue_token
 
+# Inside the accepted window (the stage's retention back from now) whenever the tests run.
+RECENT = (datetime.now(UTC) - timedelta(days=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+
 
 def a_learner(small_dataset: Dataset) -> str:
     counts = small_dataset.interactions["user_id"].value_counts()
@@ -189,7 +192,7 @@ def test_events_batch_goes_to_kinesis_with_per_event_results(
         "user_id": user,
         "content_id": "c00001",
         "event_type": "click",
-        "ts": "2026-01-01T10:00:00Z",
+        "ts": RECENT,
     }
     bad = {**good, "event_type": "watch"}
     status, body = api.call("POST", "/events", body=[good, bad], token=api.token(user))
@@ -214,7 +217,7 @@ def test_events_batch_goes_to_kinesis_with_per_event_results(
 
 
 def test_events_are_checked_for_ownership_and_shape(api: Api) -> None:
-    event = {"user_id": "a", "content_id": "c1", "event_type": "view", "ts": "2026-01-01T00:00:00Z"}
+    event = {"user_id": "a", "content_id": "c1", "event_type": "view", "ts": RECENT}
     assert api.call("POST", "/events", body=event, token=api.token("b"))[0] == 403
     assert api.call("POST", "/events", body=event, token=api.token("svc", "service"))[0] == 202
     status, body = api.call("POST", "/events", body="{not json", token=api.token("a"))
@@ -222,7 +225,7 @@ def test_events_are_checked_for_ownership_and_shape(api: Api) -> None:
 
 
 def test_bad_events_get_a_per_event_error_and_good_ones_still_go(api: Api) -> None:
-    good = {"user_id": "a", "content_id": "c1", "event_type": "view", "ts": "2026-01-01T00:00:00Z"}
+    good = {"user_id": "a", "content_id": "c1", "event_type": "view", "ts": RECENT}
     future = (datetime.now(UTC) + timedelta(days=2)).isoformat()
     batch = [
         good,
@@ -230,7 +233,7 @@ def test_bad_events_get_a_per_event_error_and_good_ones_still_go(api: Api) -> No
         {**good, "event_type": "teleport"},
         {**good, "ts": future},
         {**good, "context": {"blob": "x" * 20_000}},
-        {**good, "ts": "2026-01-01T00:00:00"},  # no time zone
+        {**good, "ts": RECENT.removesuffix("Z")},  # no time zone
         [good],
     ]
     status, body = api.call("POST", "/events", body=batch, token=api.token("a"))

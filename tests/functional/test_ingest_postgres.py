@@ -29,15 +29,27 @@ def test_ledger_keeps_the_first_batch_and_history_merges(
     catalog.set_opt_out("private", True)
     rows = [("u1", "c1", "view", T0, 1.0), ("u1", "c1", "complete", T0 - timedelta(hours=1), 4.0)]
     written = ingest.commit(
-        "batch-a", ["e1", "e2", "e2"], [*rows, ("private", "c9", "view", T0, 1.0)], T0
+        "batch-a",
+        [("u1", "e1"), ("u1", "e2"), ("u1", "e2")],
+        [*rows, ("private", "c9", "view", T0, 1.0)],
+        T0,
     )
     assert written == 1  # one (learner, item) row; the opted-out learner's row is dropped
-    ingest.commit("batch-b", ["e2", "e3"], rows, T0)  # a replay changes nothing
-    seen, opted_out = ingest.lookup(["e1", "e2", "e3", "e4"], ["u1", "private"])
-    assert seen == {"e1": "batch-a", "e2": "batch-a", "e3": "batch-b"}
+    ingest.commit("batch-b", [("u1", "e2"), ("u1", "e3")], rows, T0)  # a replay changes nothing
+    # Per learner: another learner's event with the same id is not a duplicate.
+    ingest.commit("batch-c", [("u2", "e1")], [], T0)
+    keys = [("u1", "e1"), ("u1", "e2"), ("u1", "e3"), ("u1", "e4"), ("u2", "e1"), ("u2", "e2")]
+    seen, opted_out = ingest.lookup(keys, ["u1", "private"])
+    assert seen == {
+        ("u1", "e1"): "batch-a",
+        ("u1", "e2"): "batch-a",
+        ("u1", "e3"): "batch-b",
+        ("u2", "e1"): "batch-c",
+    }
     assert opted_out == {"private"}
     (entry,) = catalog.history("u1")
     assert (entry.event_type.value, entry.ts, entry.weight) == ("view", T0, 4.0)
     assert catalog.history("private") == []
+    assert ingest.forget_learner("u2") == 1
     assert ingest.prune(T0 + timedelta(seconds=1)) == 3
-    assert ingest.lookup(["e1"], [])[0] == {}
+    assert ingest.lookup([("u1", "e1")], [])[0] == {}

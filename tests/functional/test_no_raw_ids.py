@@ -34,7 +34,7 @@ from sqlalchemy import MetaData, select
 from functional.serving_harness import HASH_KEY, REPO
 from learnrec.benchmark.ingest import _environment, load_handler
 from learnrec.data.dataset import content_items
-from learnrec.data.generator import GeneratedData, generate, to_dataset
+from learnrec.data.generator import GeneratedData, generate, recent, to_dataset
 from learnrec.identity import hash_user_id
 from learnrec.local.aws import LocalAws
 from learnrec.local.poller import KinesisPoller
@@ -72,8 +72,9 @@ class _Lines(logging.Handler):
 
 @pytest.fixture
 def sample() -> GeneratedData:
-    # Event times end now, as the demo's do, so the events are inside any retention.
-    return generate(users=12, items=30, events=150, seed=3, end=datetime.now(UTC))
+    # Event times end now and span less than the retention, as the demo's do.
+    now = datetime.now(UTC)
+    return recent(generate(users=12, items=30, events=150, seed=3, end=now), now)
 
 
 @pytest.fixture

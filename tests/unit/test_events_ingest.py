@@ -104,6 +104,7 @@ def env(tmp_path: Path) -> Iterator[Env]:
             DeadLetterQueue(sqs, queue_url, UserIdHasher(KEY), spill),
             UserIdHasher(KEY),
             "stream",
+            clock=lambda: ARRIVAL,  # the events' timestamps are days before it
         )
         yield Env(ingestor, s3, sqs, queue_url, CatalogStore(engine))
 
@@ -319,3 +320,51 @@ def test_impressions_and_clicks_echoing_a_recommendation_are_counted_for_ctr(env
     assert metrics["recommendation_impressions_total"] == 2
     assert metrics["recommendation_clicks_total"] == 1
     assert metrics["events_dead_lettered"] == 1
+
+
+def test_de_duplication_is_per_learner(env: Env) -> None:
+    # Another learner sending ada's event id first suppresses nothing of hers.
+    env.ingestor.process(records([event(1, user="mallory", event_id="shared")]))
+    later = env.ingestor.process(
+        records(
+            [event(2, user="ada", event_id="shared"), event(3, user="bob", event_id="shared")],
+            first_sequence=10,
+        )
+    )
+    assert (later.written, later.duplicates) == (2, 0)
+    assert sorted(e["content_id"] for e in env.archived()) == ["c1", "c2", "c3"]
+
+
+def test_edge_timestamps_and_control_characters_are_dead_lettered_alone(env: Env) -> None:
+    batch = records(
+        [
+            event(1),
+            event(2, ts="0001-01-01T00:00:00+05:00"),
+            event(3, ts="9999-12-31T23:00:00-05:00"),
+            event(4, content_id="a\x00b"),
+            event(5),
+            event(6, ts="2025-01-01T00:00:00Z"),  # older than the retention
+        ]
+    )
+    outcome = env.ingestor.process(batch)
+    assert (outcome.written, outcome.dead_lettered, outcome.failed) == (2, 4, [])
+    details = [x["detail"] for x in env.dead_letters()]
+    assert ["ts" in details[0], "ts" in details[1], "content_id" in details[2]] == [True] * 3
+    assert "retention" in details[3]
+
+
+def test_an_event_that_fails_after_validation_is_dead_lettered_alone(env: Env) -> None:
+    # A bug reached by one learner's id only (here the hasher raising) costs that event.
+    real = env.ingestor.hasher
+
+    def hasher(user_id: str) -> str:
+        if user_id == "unlucky":
+            raise OverflowError("a bug")
+        return real(user_id)
+
+    env.ingestor.hasher = hasher  # type: ignore[assignment]
+    outcome = env.ingestor.process(records([event(1), event(2, user="unlucky"), event(3)]))
+    assert (outcome.written, outcome.dead_lettered, outcome.failed) == (2, 1, [])
+    (letter,) = env.dead_letters()
+    assert letter["reason"] == "unprocessable event" and "OverflowError" in letter["detail"]
+    assert "a bug" not in letter["detail"]  # an error's message may quote the payload

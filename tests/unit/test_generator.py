@@ -385,3 +385,20 @@ def test_read_sample_without_truth(dense_dir: Path, tmp_path: Path) -> None:
 def test_to_dataset_without_events(dense: GeneratedData) -> None:
     dataset = to_dataset(GeneratedData(dense.items, dense.learners, [], dense.truth))
     assert dataset.interactions.empty
+
+
+def test_recent_moves_a_sample_into_the_retention_keeping_its_order() -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from learnrec.data.generator import recent
+
+    data = generate(users=30, items=20, events=400, seed=1)
+    end = datetime(2030, 1, 1, tzinfo=UTC)
+
+    moved = recent(data, end, days=80)
+
+    stamps = [e.ts for e in moved.events]
+    assert max(stamps) == end and end - min(stamps) <= timedelta(days=80)
+    assert stamps == sorted(stamps)  # the generator's log is in time order; it stays so
+    assert [e.event_id for e in moved.events] == [e.event_id for e in data.events]
+    assert data.events[0].ts < end - timedelta(days=80)  # it did need moving

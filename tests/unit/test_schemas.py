@@ -218,3 +218,37 @@ def test_positive_event_types_exclude_impression_and_dislike() -> None:
 def test_completion_is_stronger_than_a_view() -> None:
     assert EVENT_STRENGTH[EventType.COMPLETE] > EVENT_STRENGTH[EventType.START]
     assert EVENT_STRENGTH[EventType.START] > EVENT_STRENGTH[EventType.VIEW]
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"ts": "0001-01-01T00:00:00+05:00"}, "ts"),
+        ({"ts": "9999-12-31T23:00:00-05:00"}, "ts"),
+        ({"content_id": "a\x00b"}, "content_id"),
+        ({"event_id": "\x1b[0m"}, "event_id"),
+        ({"context": {"a": {"b": {"c": {"d": 1}}}}}, "context"),
+        ({"context": {"x": "\x00"}}, "context"),
+        ({"context": {"n": float("inf")}}, "context"),
+        ({"context": {"blob": "x" * 5000}}, "context"),
+    ],
+)
+def test_every_event_field_is_bounded(change: dict[str, Any], field: str) -> None:
+    with pytest.raises(ValidationError) as error:
+        Event.model_validate(EVENT | change)
+    assert error.value.errors()[0]["loc"][0] == field
+
+
+def test_the_window_bounds_timestamps_by_the_callers_clock() -> None:
+    from learnrec.schemas import EventWindow
+
+    now = datetime(2026, 6, 1, tzinfo=UTC)
+    window = EventWindow(retention=timedelta(days=90), now=now).context()
+    inside = EVENT | {"ts": (now - timedelta(days=89)).isoformat()}
+    assert Event.model_validate(inside, context=window).ts == now - timedelta(days=89)
+    with pytest.raises(ValidationError, match="retention of 90 days"):
+        Event.model_validate(EVENT | {"ts": (now - timedelta(days=91)).isoformat()}, context=window)
+    with pytest.raises(ValidationError, match="future"):
+        Event.model_validate(
+            EVENT | {"ts": (now + timedelta(minutes=6)).isoformat()}, context=window
+        )
