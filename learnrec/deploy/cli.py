@@ -79,7 +79,7 @@ def _seed(args: argparse.Namespace) -> int:
     )
     try:
         report = seed(options)
-    except CheckFailedError as error:
+    except (CheckFailedError, OSError) as error:  # a refusal, or nothing answered
         print(f"seed failed: {error}")
         return 1
     print(

@@ -12,15 +12,14 @@ what it has seen.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
-from learnrec.deploy.smoke import CheckFailedError, _http
+from learnrec.deploy.api_client import EVENTS_PER_REQUEST, batches, request_json
+from learnrec.deploy.smoke import CheckFailedError
 
-EVENTS_PER_REQUEST = 500  # POST /events takes at most 500 events per request
 ITEMS_PER_REQUEST = 200  # keeps a catalog request far below API Gateway's 10 MB
 
 
@@ -46,11 +45,6 @@ class SeedReport:
     @property
     def ok(self) -> bool:
         return not self.rejected and self.events_accepted == self.events_sent
-
-
-def _chunks(rows: Sequence[dict[str, Any]], size: int) -> Iterator[Sequence[dict[str, Any]]]:
-    for start in range(0, len(rows), size):
-        yield rows[start : start + size]
 
 
 def seed(options: SeedOptions, progress: Callable[[str], None] = print) -> SeedReport:
@@ -82,8 +76,8 @@ def seed(options: SeedOptions, progress: Callable[[str], None] = print) -> SeedR
     )
     items = [item.model_dump(mode="json", exclude_none=True) for item in data.items]
     admin = token("learnrec-seed", Role.ADMIN)
-    for chunk in _chunks(items, ITEMS_PER_REQUEST):
-        status, _, body = _http("PUT", f"{base}/admin/catalog", admin, list(chunk))
+    for chunk in batches(items, ITEMS_PER_REQUEST):
+        status, _, body = request_json("PUT", f"{base}/admin/catalog", admin, list(chunk))
         if status != 200:
             raise CheckFailedError(f"PUT /admin/catalog answered {status}: {body}")
     progress(f"catalog: {len(items)} items loaded")
@@ -92,8 +86,8 @@ def seed(options: SeedOptions, progress: Callable[[str], None] = print) -> SeedR
     service = token("learnrec-seed", Role.SERVICE)
     accepted = 0
     rejected: list[str] = []
-    for number, chunk in enumerate(_chunks(events, EVENTS_PER_REQUEST), start=1):
-        status, _, body = _http("POST", f"{base}/events", service, list(chunk))
+    for number, chunk in enumerate(batches(events, EVENTS_PER_REQUEST), start=1):
+        status, _, body = request_json("POST", f"{base}/events", service, list(chunk))
         # 202: at least one accepted; 400: none was. Either way each event has its result.
         if status not in (202, 400) or not isinstance(body, dict) or "results" not in body:
             raise CheckFailedError(f"POST /events answered {status}: {body}")

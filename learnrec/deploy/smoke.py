@@ -27,8 +27,6 @@ from __future__ import annotations
 import contextlib
 import json
 import time
-import urllib.error
-import urllib.request
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -36,6 +34,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from learnrec.deploy.api_client import request_json
 from learnrec.stages import ResourceNames
 
 SMOKE_LEARNER_PREFIX = "smoke-"
@@ -112,23 +111,10 @@ class CheckFailedError(Exception):
 def _http(
     method: str, url: str, token: str | None = None, body: Any = None
 ) -> tuple[int, dict[str, str], Any]:
-    data = None if body is None else json.dumps(body).encode()
-    headers = {"Content-Type": "application/json", "Accept": "application/json"}
-    if token:
-        headers["Authorization"] = f"Bearer {token}"
-    request = urllib.request.Request(url, data=data, headers=headers, method=method)
     try:
-        with urllib.request.urlopen(request, timeout=HTTP_TIMEOUT_S) as response:
-            raw, status, got = response.read(), response.status, response.headers.items()
-    except urllib.error.HTTPError as error:
-        raw, status, got = error.read(), error.code, error.headers.items()
-    except (urllib.error.URLError, OSError) as error:
+        return request_json(method, url, token, body, timeout=HTTP_TIMEOUT_S)
+    except OSError as error:  # nothing answered: the check fails with where and why
         raise CheckFailedError(f"{method} {url}: {error}") from None
-    try:
-        document = json.loads(raw) if raw else None
-    except ValueError:
-        document = raw[:200].decode("utf-8", "replace")
-    return status, {name.lower(): value for name, value in got}, document
 
 
 def _short(body: Any) -> str:

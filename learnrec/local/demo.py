@@ -18,18 +18,16 @@ import json
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from learnrec.deploy.api_client import EVENTS_PER_REQUEST, batches, request_json
 from learnrec.local import aws
 from learnrec.local.processes import is_running, start_detached, stop_all
 from learnrec.stages import ResourceNames
 
-BATCH = 500  # POST /events takes at most 500 events per request
 DEMO_LEARNERS = 5
 Log = Callable[[str], None]
 
@@ -75,21 +73,6 @@ def _cli(*args: str) -> list[str]:
     return [sys.executable, "-m", "learnrec.cli", *args]
 
 
-def _http(
-    method: str, url: str, token: str | None = None, body: Any = None, timeout: float = 30
-) -> tuple[int, Any]:
-    data = None if body is None else json.dumps(body).encode()
-    headers = {"Content-Type": "application/json"}
-    if token:
-        headers["Authorization"] = f"Bearer {token}"
-    request = urllib.request.Request(url, data=data, headers=headers, method=method)
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            return response.status, json.loads(response.read() or b"null")
-    except urllib.error.HTTPError as error:
-        return error.code, json.loads(error.read() or b"null")
-
-
 def _wait(what: str, check: Callable[[], bool], timeout_s: float, log_file: Path | None) -> None:
     deadline = time.monotonic() + timeout_s
     while not check():
@@ -97,11 +80,6 @@ def _wait(what: str, check: Callable[[], bool], timeout_s: float, log_file: Path
             where = f"; see {log_file}" if log_file else ""
             raise DemoError(f"{what} did not happen within {timeout_s:.0f}s{where}")
         time.sleep(0.25)
-
-
-def _batches(rows: Sequence[dict[str, Any]], size: int) -> Iterator[Sequence[dict[str, Any]]]:
-    for start in range(0, len(rows), size):
-        yield rows[start : start + size]
 
 
 class Demo:
@@ -236,8 +214,8 @@ class Demo:
         token = issue_token(self.private_pem, "demo-producer", ["service"], 3600)
         accepted: list[str] = []
         with tqdm(total=len(events), desc="POST /events", unit="ev", file=sys.stdout) as bar:
-            for batch in _batches(events, BATCH):
-                status, body = _http("POST", f"{self.url}/events", token, list(batch))
+            for batch in batches(events, EVENTS_PER_REQUEST):
+                status, _, body = request_json("POST", f"{self.url}/events", token, list(batch))
                 if status != 202:
                     raise DemoError(f"POST /events answered {status}: {body}")
                 accepted += [r["event_id"] for r in body["results"] if r["accepted"]]
@@ -254,7 +232,7 @@ class Demo:
 
         def ingested() -> int:
             found = 0
-            for chunk in _batches([{"id": i} for i in sorted(wanted)], 900):
+            for chunk in batches([{"id": i} for i in sorted(wanted)], 900):
                 found += len(ledger.recorded_ids([row["id"] for row in chunk]))
             return found
 
@@ -285,11 +263,11 @@ class Demo:
 
     def active_version(self) -> str | None:
         def served() -> bool:
-            status, body = _http("GET", f"{self.url}/health")
+            status, _, body = request_json("GET", f"{self.url}/health")
             return status == 200 and body.get("model_version") is not None
 
         _wait("the gateway serving a model", served, 60, self.options.run_dir / "gateway.log")
-        return str(_http("GET", f"{self.url}/health")[1]["model_version"])
+        return str(request_json("GET", f"{self.url}/health")[2]["model_version"])
 
     def recommendations(self, learners: Sequence[str]) -> dict[str, dict[str, Any]]:
         from learnrec.serving.auth import issue_token
@@ -297,7 +275,7 @@ class Demo:
         out = {}
         for learner in learners:
             token = issue_token(self.private_pem, learner, ["learner"], 3600)
-            status, body = _http("GET", f"{self.url}/recommend/{learner}?k=5", token)
+            status, _, body = request_json("GET", f"{self.url}/recommend/{learner}?k=5", token)
             if status != 200:
                 raise DemoError(f"GET /recommend/{learner} answered {status}: {body}")
             out[learner] = body
@@ -332,7 +310,7 @@ class Demo:
 
     def _healthy(self) -> bool:
         try:
-            return _http("GET", f"{self.url}/health", timeout=2)[0] == 200
+            return request_json("GET", f"{self.url}/health", timeout=2)[0] == 200
         except OSError:
             return False
 
