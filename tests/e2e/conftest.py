@@ -46,6 +46,31 @@ CHROMIUM_FLAGS = [
 DEMO_LEARNERS = 3
 
 
+def activate_bundle(aws: LocalAws, names: ResourceNames, bundle: Path, tmp_path: Path) -> None:
+    """``bundle`` published to the stage's model store and made the active version."""
+    copy = shutil.copytree(bundle, tmp_path / "bundle")
+    models = S3ModelStore(
+        names.data_bucket,
+        MODELS_PREFIX.rstrip("/"),
+        aws.client("s3"),
+        cache=tmp_path / "model-cache",
+    )
+    version = str(read_manifest(copy)["version"])
+    models.publish(copy, version)
+    promote(models, version)
+
+
+def catalog_database(tmp_path: Path, dataset: Dataset) -> str:
+    """A SQLite catalog at the schema's head (as the deploy-time migration leaves it)
+    holding the dataset's items; its URL."""
+    database_url = f"sqlite:///{tmp_path / 'learnrec.db'}"
+    store = CatalogStore(make_engine(database_url))
+    upgrade(store.engine)
+    store.upsert_items(content_items(dataset.items))
+    store.engine.dispose()
+    return database_url
+
+
 @dataclass
 class Stack:
     gateway: Gateway
@@ -88,22 +113,8 @@ def stack(
     monkeypatch: pytest.MonkeyPatch,
 ) -> Iterator[Stack]:
     names = aws_names
-    bundle = shutil.copytree(quality_run / "bundle", tmp_path / "bundle")
-    models = S3ModelStore(
-        names.data_bucket,
-        MODELS_PREFIX.rstrip("/"),
-        local_aws_server.client("s3"),
-        cache=tmp_path / "model-cache",
-    )
-    version = str(read_manifest(bundle)["version"])
-    models.publish(bundle, version)
-    promote(models, version)
-
-    database_url = f"sqlite:///{tmp_path / 'learnrec.db'}"
-    store = CatalogStore(make_engine(database_url))
-    upgrade(store.engine)
-    store.upsert_items(content_items(small_dataset.items))
-    store.engine.dispose()
+    activate_bundle(local_aws_server, names, quality_run / "bundle", tmp_path)
+    database_url = catalog_database(tmp_path, small_dataset)
 
     private_pem, public_pem = generate_key_pair()
     queue_url = local_aws_server.client("sqs").get_queue_url(QueueName=names.dead_letter_queue)

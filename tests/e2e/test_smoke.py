@@ -16,7 +16,6 @@ from __future__ import annotations
 import importlib.util
 import io
 import json
-import shutil
 import sys
 import threading
 import uuid
@@ -29,18 +28,16 @@ from typing import Any
 import pytest
 from functional.conftest import quality_run, small_dataset  # noqa: F401 (fixtures)
 
-from learnrec.bundle import read_manifest
+from e2e.conftest import activate_bundle, catalog_database
 from learnrec.cli import main
 from learnrec.config import get_settings
-from learnrec.data.dataset import Dataset, content_items
+from learnrec.data.dataset import Dataset
 from learnrec.local.aws import LocalAws
 from learnrec.local.gateway import REPO, Gateway, default_handler_path, load_handler
 from learnrec.local.poller import KinesisPoller
-from learnrec.serving.model_store import S3ModelStore, promote
 from learnrec.serving.readiness import ContextLoader
-from learnrec.stages import LOCAL_ACCOUNT, LOCAL_REGION, MODELS_PREFIX, ResourceNames
+from learnrec.stages import LOCAL_ACCOUNT, LOCAL_REGION, ResourceNames
 from learnrec.storage import CatalogStore, make_engine
-from learnrec.storage.migrate import upgrade
 
 
 @dataclass
@@ -135,21 +132,8 @@ def deployment(
     monkeypatch: pytest.MonkeyPatch,
 ) -> Iterator[Deployment]:
     names = aws_names
-    models = S3ModelStore(
-        names.data_bucket,
-        MODELS_PREFIX.rstrip("/"),
-        local_env.client("s3"),
-        cache=tmp_path / "model-cache",
-    )
-    bundle = shutil.copytree(quality_run / "bundle", tmp_path / "bundle")
-    version = str(read_manifest(bundle)["version"])
-    models.publish(bundle, version)
-    promote(models, version)
-    database_url = f"sqlite:///{tmp_path / 'learnrec.db'}"
-    store = CatalogStore(make_engine(database_url))
-    upgrade(store.engine)
-    store.upsert_items(content_items(small_dataset.items))
-    store.engine.dispose()
+    activate_bundle(local_env, names, quality_run / "bundle", tmp_path)
+    database_url = catalog_database(tmp_path, small_dataset)
 
     secrets = local_env.client("secretsmanager")
     queue = local_env.client("sqs").get_queue_url(QueueName=names.dead_letter_queue)

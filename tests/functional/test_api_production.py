@@ -8,7 +8,6 @@ before the handler builds its context (once, at the first request).
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterator
 from typing import Any
 
@@ -28,16 +27,10 @@ CLAIMS = {"JWT_ISSUER": CONFIG.token_issuer, "JWT_AUDIENCE": CONFIG.token_audien
 
 @pytest.fixture(scope="module")
 def claims_env() -> Iterator[None]:
-    saved = {name: os.environ.get(name) for name in CLAIMS}
-    os.environ.update(CLAIMS)
-    try:
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in CLAIMS.items():
+            patch.setenv(name, value)
         yield
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
 
 
 @pytest.fixture(scope="module")
