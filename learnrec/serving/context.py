@@ -18,7 +18,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import make_url, text
+from sqlalchemy import make_url
 
 from learnrec.config import Settings, get_settings
 from learnrec.events.experiments import Experiment, PinnedModels
@@ -156,18 +156,16 @@ def _reachable_store(settings: Settings) -> CatalogStore | Unready:
         )
     engine = make_engine(url, settings=settings, **_connect_args(url))
     try:
-        with engine.connect() as connection:
-            connection.execute(text("SELECT 1"))
-    except Exception:
-        engine.dispose()
-        return Unready("database", "the database cannot be reached; retrying")
-    try:
-        # The deploy-time migration owns the schema (learnrec.storage.migrate); a cold
-        # start only checks it is there, and never creates it.
+        # One query shows both that the database answers and that its schema is there:
+        # the deploy-time migration owns the schema (learnrec.storage.migrate), a cold
+        # start only checks it and never creates it.
         require_schema(engine)
     except SchemaNotReadyError as error:
         engine.dispose()
         return Unready("database_schema", str(error))
+    except Exception:
+        engine.dispose()
+        return Unready("database", "the database cannot be reached; retrying")
     return CatalogStore(engine)
 
 
