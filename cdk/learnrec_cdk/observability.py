@@ -177,16 +177,12 @@ class Observability(Construct):
             f"fallback (popularity, retrieval order) for {t.fallback_rate_minutes} minutes",
         )
         self._canary_alarms(api_version, t)
-        self.drift_alarm = cw.Alarm(
-            self,
+        self.drift_alarm = self._alarm(
             "Drift",
-            alarm_name=f"learnrec-{stage}-Drift",
-            alarm_description=f"model drift score above {t.drift_score} at the last retrain",
-            metric=drift,
+            drift,
             threshold=t.drift_score,
-            evaluation_periods=1,
-            comparison_operator=cw.ComparisonOperator.GREATER_THAN_THRESHOLD,
-            treat_missing_data=cw.TreatMissingData.NOT_BREACHING,
+            minutes=1,
+            description=f"model drift score above {t.drift_score} at the last retrain",
         )
         self.iterator_age_alarm = self._alarm(
             "IngestLag",
@@ -195,23 +191,17 @@ class Observability(Construct):
             minutes=5,
             description=f"ingest more than {t.iterator_age_ms / 1000:.0f} s behind the stream",
         )
-        self.dead_letter_alarm = cw.Alarm(
-            self,
+        self.dead_letter_alarm = self._alarm(
             "DeadLetters",
-            alarm_name=f"learnrec-{stage}-DeadLetters",
-            alarm_description="events in the dead-letter queue",
-            metric=dead_letters,
+            dead_letters,
             threshold=t.dead_letter_messages,
-            evaluation_periods=1,
-            comparison_operator=cw.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-            treat_missing_data=cw.TreatMissingData.NOT_BREACHING,
+            minutes=1,
+            description="events in the dead-letter queue",
+            comparison=cw.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
         )
-        self.retrain_failed_alarm = cw.Alarm(
-            self,
+        self.retrain_failed_alarm = self._alarm(
             "RetrainFailed",
-            alarm_name=f"learnrec-{stage}-RetrainFailed",
-            alarm_description="a retraining run failed, timed out or was aborted",
-            metric=cw.MathExpression(
+            cw.MathExpression(
                 expression="failed + timedout + aborted",
                 using_metrics={
                     "failed": state_machine.metric_failed(period=Duration.hours(1)),
@@ -221,9 +211,9 @@ class Observability(Construct):
                 period=Duration.hours(1),
             ),
             threshold=1,
-            evaluation_periods=1,
-            comparison_operator=cw.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
-            treat_missing_data=cw.TreatMissingData.NOT_BREACHING,
+            minutes=1,  # one period, of an hour
+            description="a retraining run failed, timed out or was aborted",
+            comparison=cw.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
         )
         functions = {"api": api_function, "ingest": ingest_function, "pipeline": pipeline_function}
         throttles = self._throttle_alarms(functions, throttled_requests, t)
@@ -276,7 +266,8 @@ class Observability(Construct):
         description: str,
         comparison: cw.ComparisonOperator = cw.ComparisonOperator.GREATER_THAN_THRESHOLD,
     ) -> cw.Alarm:
-        """Breaching in every one-minute period for ``minutes`` minutes in a row."""
+        """Breaching in every period of ``metric`` (one minute unless it says otherwise)
+        for ``minutes`` periods in a row."""
         return cw.Alarm(
             self,
             name,
