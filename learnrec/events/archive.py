@@ -31,10 +31,23 @@ def archive_key(arrival: datetime, shard_id: str, first_sequence: str, last_sequ
     )
 
 
-def encode_lines(events: Iterable[dict[str, Any]]) -> bytes:
-    body = "".join(json.dumps(event, separators=(",", ":")) + "\n" for event in events)
+def encode_line(event: dict[str, Any]) -> bytes:
+    """One event as its line in an archive object: compact JSON, UTF-8, newline.
+
+    Raises for an event that cannot be stored (not JSON-serialisable, a lone surrogate),
+    so the ingest function can set that event aside before it builds the object.
+    """
+    return (json.dumps(event, separators=(",", ":")) + "\n").encode()
+
+
+def compress_lines(lines: Iterable[bytes]) -> bytes:
+    """An archive object from encoded lines (:func:`encode_line`)."""
     # mtime=0: the same events give the same bytes, so a replayed batch is byte-identical.
-    return gzip.compress(body.encode(), mtime=0)
+    return gzip.compress(b"".join(lines), mtime=0)
+
+
+def encode_lines(events: Iterable[dict[str, Any]]) -> bytes:
+    return compress_lines(encode_line(event) for event in events)
 
 
 def decode_lines(data: bytes) -> list[dict[str, Any]]:

@@ -34,7 +34,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from learnrec.config import Settings, get_settings
-from learnrec.events.archive import archive_key, encode_lines
+from learnrec.events.archive import archive_key, compress_lines, encode_line
 from learnrec.events.dead_letter import DeadLetter, DeadLetterError, DeadLetterQueue
 from learnrec.events.records import Rejection, archived_event, parse_event
 from learnrec.events.stream import StreamRecord
@@ -112,6 +112,7 @@ class _Prepared:
 
     event: Event
     stored: dict[str, Any]
+    line: bytes  # ``stored`` encoded for the archive object, once
     record: StreamRecord
 
 
@@ -222,7 +223,7 @@ class Ingestor:
                     self.s3.put_object(
                         Bucket=self.bucket,
                         Key=key,
-                        Body=encode_lines([p.stored for p in kept]),
+                        Body=compress_lines(p.line for p in kept),
                         ContentType="application/x-ndjson",
                         ContentEncoding="gzip",
                     )
@@ -290,7 +291,7 @@ class Ingestor:
                     letters.append(DeadLetter(record, result, self.stream))
                     continue
                 stored = archived_event(result, self.hasher)
-                encode_lines([stored])  # what the archive will do with it, alone
+                line = encode_line(stored)  # fails here, for this event alone
             except Exception as error:  # a bug, not bad input: this record alone fails
                 logger.exception("an event that passed validation could not be prepared")
                 letters.append(DeadLetter(record, _unprocessable("preparing", error), self.stream))
@@ -299,7 +300,7 @@ class Ingestor:
                 repeats += 1
                 continue
             ids.add(_event_key(stored))
-            events.append(_Prepared(result, stored, record))
+            events.append(_Prepared(result, stored, line, record))
         return _Parsed(events, letters, repeats)
 
     def _failed(
