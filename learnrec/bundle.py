@@ -32,6 +32,10 @@ class BundleError(RuntimeError):
     """A bundle is incomplete, altered, or not a bundle at all."""
 
 
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
 def sha256_file(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as handle:

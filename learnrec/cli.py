@@ -19,6 +19,7 @@ from learnrec.deploy.cli import add_deploy_commands
 from learnrec.events.report_cli import add_report_commands
 from learnrec.local.cli import add_local_commands
 from learnrec.pipeline.cli import add_models_commands, add_pipeline_commands
+from learnrec.privacy.cli import add_privacy_commands
 from learnrec.schemas import describe_errors
 from learnrec.serving.auth_cli import add_auth_commands
 from learnrec.serving.openapi_doc import add_docs_command
@@ -115,6 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_deploy_commands(commands)
     add_docs_command(commands)
     add_db_commands(commands)
+    add_privacy_commands(commands)
 
     bench = commands.add_parser("benchmark", help="measure").add_subparsers(
         dest="kind", required=True

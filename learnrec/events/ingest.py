@@ -36,7 +36,7 @@ from typing import Any
 from learnrec.config import Settings, get_settings
 from learnrec.events.archive import archive_key, compress_lines, encode_line
 from learnrec.events.dead_letter import DeadLetter, DeadLetterError, DeadLetterQueue
-from learnrec.events.records import Rejection, archived_event, parse_event
+from learnrec.events.records import Rejection, read_stream_record
 from learnrec.events.stream import StreamRecord
 from learnrec.identity import UserIdHasher, user_id_hash_key
 from learnrec.schemas import DEFAULT_EVENT_RETENTION, Event, EventType, EventWindow, FieldError
@@ -286,11 +286,11 @@ class Ingestor:
                 letters.append(DeadLetter(record, UNDECODABLE, self.stream))
                 continue
             try:
-                result = parse_event(record.data, window)
+                result = read_stream_record(record.data, self.hasher, window)
                 if isinstance(result, Rejection):
                     letters.append(DeadLetter(record, result, self.stream))
                     continue
-                stored = archived_event(result, self.hasher)
+                event, stored = result
                 line = encode_line(stored)  # fails here, for this event alone
             except Exception as error:  # a bug, not bad input: this record alone fails
                 logger.exception("an event that passed validation could not be prepared")
@@ -300,7 +300,7 @@ class Ingestor:
                 repeats += 1
                 continue
             ids.add(_event_key(stored))
-            events.append(_Prepared(result, stored, line, record))
+            events.append(_Prepared(event, stored, line, record))
         return _Parsed(events, letters, repeats)
 
     def _failed(

@@ -7,7 +7,9 @@ exponential backoff and jitter, and reports every record it could not send, so n
 is lost without the caller knowing.
 
 The partition key is the learner's hashed id when the hash key is known, so one
-learner's events stay in order on one shard without the raw id leaving the producer.
+learner's events stay in order on one shard without the raw id leaving the producer;
+given the key, an :class:`Event` is sent in its archived form, with every id hashed
+(:func:`learnrec.events.records.stream_record`), so the stream holds no raw id.
 """
 
 from __future__ import annotations
@@ -21,7 +23,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from learnrec.events.batching import calls
-from learnrec.identity import hash_user_id
+from learnrec.events.records import archived_event, stream_record
+from learnrec.identity import UserIdHasher
 from learnrec.schemas import Event
 
 __all__ = [
@@ -68,8 +71,10 @@ class SendReport:
 Payload = Event | dict[str, Any] | bytes | str
 
 
-def _data(payload: Payload) -> bytes:
+def _data(payload: Payload, hash_id: Callable[[str], str] | None = None) -> bytes:
     if isinstance(payload, Event):
+        if hash_id is not None:
+            return stream_record(archived_event(payload, hash_id))
         return json.dumps(payload.model_dump(mode="json", exclude_none=True)).encode()
     if isinstance(payload, dict):
         return json.dumps(payload, separators=(",", ":")).encode()
@@ -95,10 +100,13 @@ class KinesisProducer:
     sleep: Callable[[float], None] = time.sleep
     rng: random.Random = field(default_factory=random.Random)
 
+    def __post_init__(self) -> None:
+        self._hasher = UserIdHasher(self.hash_key) if self.hash_key else None
+
     def send(self, payloads: Sequence[Payload]) -> SendReport:
         records: list[dict[str, Any]] = []
         for payload in payloads:
-            data = _data(payload)
+            data = _data(payload, self._hasher)
             records.append({"Data": data, "PartitionKey": self._key(payload, data)})
         results: list[PutResult | None] = [None] * len(records)
         report = SendReport(results=[])
@@ -129,8 +137,8 @@ class KinesisProducer:
         user_id = payload.user_id if isinstance(payload, Event) else None
         if isinstance(payload, dict) and isinstance(payload.get("user_id"), str):
             user_id = payload["user_id"]
-        if user_id and self.hash_key:
-            return hash_user_id(user_id, self.hash_key)
+        if user_id and self._hasher is not None:
+            return self._hasher(user_id)
         return hashlib.sha256(data).hexdigest()[:32]
 
     def _delay(self, attempt: int) -> float:
@@ -168,7 +176,7 @@ class KinesisProducer:
 
 
 class KinesisEventSink:
-    """Writes events as the JSON that the ingest function reads (DESIGN.md event schema).
+    """Writes events as the ingest function reads them, every id hashed (docs/EVENTS.md).
 
     Used by `POST /events`: a request waits for its events, so retries are few and short.
     """

@@ -5,6 +5,11 @@ through :func:`parse_event`; producers get the same per-field messages from the 
 the dead-letter queue records for the stream. The archived form of an event
 (:func:`archived_event`) always carries an ``event_id`` and holds no raw id: the user id
 and the ids a client may derive from it (``event_id``, ``session_id``) are keyed hashes.
+
+Producers that know the hash key (`POST /events`, :class:`learnrec.events.producer.
+KinesisProducer` given the key) put that archived form on the stream, wrapped as
+``{"stored": {...}}`` (:func:`stream_record`), so the stream never holds a raw id either;
+the ingest function reads both shapes (:func:`read_stream_record`).
 """
 
 from __future__ import annotations
@@ -143,3 +148,49 @@ def archived_event(event: Event, hash_id: Callable[[str], str]) -> dict[str, Any
     if event.session_id is not None:
         data["session_id"] = hash_id(event.session_id)
     return data
+
+
+STORED_PREFIX = b'{"stored":'
+"""How a pseudonymised stream record starts (:func:`stream_record` writes it so)."""
+
+
+def stream_record(stored: dict[str, Any]) -> bytes:
+    """The stream record of an event already in its archived (hashed) form."""
+    return STORED_PREFIX + json.dumps(stored, separators=(",", ":")).encode() + b"}"
+
+
+def read_stream_record(
+    payload: bytes, hash_id: Callable[[str], str], window: EventWindow | None = None
+) -> tuple[Event, dict[str, Any]] | Rejection:
+    """One stream record -> (the event, its archived form), or why it is not an event.
+
+    A raw event (sent by a producer without the hash key) is validated and hashed here;
+    a pseudonymised one is validated as it is and not hashed again. Never raises for bad
+    input.
+    """
+    if not payload.startswith(STORED_PREFIX):
+        event = parse_event(payload, window)
+        if isinstance(event, Rejection):
+            return event
+        return event, archived_event(event, hash_id)
+    size = len(payload)
+    if size > MAX_EVENT_BYTES + len(STORED_PREFIX) + 1:
+        return Rejection(
+            "oversized", (FieldError(field="(body)", message=_oversized_message(size)),)
+        )
+    try:
+        envelope = json.loads(payload)
+    except (RecursionError, ValueError):
+        return Rejection(
+            "malformed JSON", (FieldError(field="(body)", message="not a JSON object"),)
+        )
+    stored = envelope.get("stored") if isinstance(envelope, dict) and len(envelope) == 1 else None
+    if not isinstance(stored, dict) or not isinstance(stored.get("event_id"), str):
+        return Rejection(
+            "invalid event",
+            (FieldError(field="stored", message="a stored event with its event_id"),),
+        )
+    event = validate_event(stored, window)
+    if isinstance(event, Rejection):
+        return event
+    return event, event.model_dump(mode="json", exclude_none=True)

@@ -49,16 +49,28 @@ NOT_RETRIEVAL = frozenset(
 )
 
 
-def load_catalog(source: str | None) -> tuple[list[ContentItem], list[Learner]]:
-    """Items and learner profiles from a sample folder or a database (URL or DATABASE_URL)."""
+def load_catalog(source: str | None) -> tuple[list[ContentItem], list[Learner], set[str]]:
+    """Items, learner profiles and untracked learners (hashed ids).
+
+    From a sample folder (which has no untracked learners) or a database (URL or
+    DATABASE_URL), where the tombstones say who opted out or was erased.
+    """
     if source and Path(source).is_dir():
         from learnrec.data.generator import read_sample_models
 
-        return read_sample_models(Path(source))
-    from learnrec.storage import CatalogStore, make_engine
+        return (*read_sample_models(Path(source)), set())
+    from learnrec.storage import CatalogStore, PrivacyStore, make_engine
 
-    store = CatalogStore(make_engine(source))
-    return store.list_items(), store.list_learners()
+    engine = make_engine(source)
+    try:
+        store = CatalogStore(engine)
+        untracked = PrivacyStore(engine).untracked()
+        learners = [
+            learner for learner in store.list_learners() if learner.user_id not in untracked
+        ]
+        return store.list_items(), learners, untracked
+    finally:
+        engine.dispose()
 
 
 def events_frame(events: list[dict[str, Any]]) -> tuple[pd.DataFrame, int]:
@@ -73,15 +85,19 @@ def build_dataset(run: RunContext, s3: Any, outputs: dict[str, Path]) -> dict[st
     events = list(read_events(s3, run.bucket, run.window_start, run.window_end))
     if not events:
         raise StepError(STEP, f"no events in the window {run.window_label} under {run.events_uri}")
+    items, learners, untracked = load_catalog(run.catalog)
     frame, incomplete = events_frame(events)
+    # Learners who opted out or were erased are never learned from, whatever the archive
+    # still holds (the erasure sweep removes an erased learner's events within its bound).
+    is_untracked = frame["user_id"].isin(untracked)
+    frame = frame[~is_untracked]
     interactions = interactions_from_events(frame)
     if interactions.empty:
         raise StepError(
             STEP,
             f"{len(events)} events in the window {run.window_label}, but none is a positive "
-            "engagement (only impressions or dislikes)",
+            "engagement of a tracked learner (only impressions, dislikes or untracked learners)",
         )
-    items, learners = load_catalog(run.catalog)
     if not items:
         raise StepError(STEP, f"the catalog is empty ({run.catalog or 'DATABASE_URL'})")
     known = {item.content_id for item in items}
@@ -98,6 +114,7 @@ def build_dataset(run: RunContext, s3: Any, outputs: dict[str, Path]) -> dict[st
         "window": {"from": run.window_start.isoformat(), "to": run.window_end.isoformat()},
         "events": len(events),
         "incomplete_events": incomplete,
+        "untracked_learners_events": int(is_untracked.sum()),
         "interactions": len(interactions),
         "interactions_with_unknown_items": int(unknown_item.sum()),
         "learners": int(interactions["user_id"].nunique()),

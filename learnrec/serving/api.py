@@ -65,7 +65,7 @@ from learnrec.serving.auth import (
 from learnrec.serving.model_store import ActiveModel, ModelStore
 from learnrec.serving.readiness import ContextLoader, NotReadyError
 from learnrec.serving.recommender import HistoryItem, Recommender, RecommendOptions
-from learnrec.storage import CatalogStore
+from learnrec.storage import CatalogStore, LearnerContext, PrivacyStore
 
 logger = logging.getLogger("learnrec.serving")
 MAX_K = 100
@@ -199,6 +199,11 @@ class EventResultOut(BaseModel):
         examples=["9f86d081884c7d659a2feaa0c55ad015"],
     )
     errors: list[FieldError] = []
+    recorded: bool = Field(
+        default=True,
+        description="false for an accepted event that is not recorded because its learner "
+        "opted out or was erased",
+    )
 
 
 class EventsOut(BaseModel):
@@ -391,13 +396,14 @@ def create_app(context_factory: Callable[[], ServingContext], docs: bool | None 
         recommender, variant, notes = ctx.recommender_for(key)
         database_down: Exception | None = None
         try:
-            profile, opted_out, recent = ctx.store.learner_context(key)
+            learner = ctx.store.learner_context(key)
         except DATABASE_DOWN as error:
             # Popular items from the bundle use nothing of the learner's, so they are a
             # safe answer for anyone, opted out or erased included.
             logger.warning("recommend without the database: %s", error)
-            profile, opted_out, recent, database_down = None, False, [], error
-        history = [HistoryItem(h.content_id, h.weight) for h in reversed(recent)]
+            learner, database_down = LearnerContext(None, None, []), error
+        profile, opted_out = learner.profile, learner.opted_out
+        history = [HistoryItem(h.content_id, h.weight) for h in reversed(learner.history)]
         options = RecommendOptions(
             k=k,
             include_consumed=include_consumed,
@@ -416,7 +422,11 @@ def create_app(context_factory: Callable[[], ServingContext], docs: bool | None 
             # Opted out of personalisation: their data shapes nothing but the filters.
             result = recommender.non_personalised(history, options, "learner opted out")
         else:
-            result = recommender.recommend(key, history, profile, options)
+            # An erased learner is served as a new one: nothing of theirs is left in the
+            # database, and a model trained before the erasure must not recognise their id.
+            result = recommender.recommend(
+                None if learner.erased else key, history, profile, options
+            )
         result.degraded.extend(notes)
         ctx.metrics(telemetry.LATENCY, time.perf_counter() - started, "Seconds")
         ctx.metrics(telemetry.SUCCESS, 1, "Count")
@@ -504,9 +514,14 @@ def create_app(context_factory: Callable[[], ServingContext], docs: bool | None 
 
     @app.delete("/learners/{user_id}", status_code=200)
     def erase(user_id: UserId, ctx: Ctx, caller: Caller) -> dict[str, Any]:
-        """Erase a learner's profile and history (the right to erasure)."""
+        """Erase a learner (the right to erasure) and keep them untracked from now on.
+
+        The database forgets them at once; the erasure sweep removes them from the event
+        archive, the pipeline's data and the model bundles within the stated bound.
+        """
         authorize_learner(caller, user_id)
-        return {"user_id": user_id, "erased": ctx.store.erase_learner(ctx.user_key(user_id))}
+        erased = PrivacyStore(ctx.store.engine).erase_learner(ctx.user_key(user_id))
+        return {"user_id": user_id, "erased": erased, "untracked": True}
 
     @app.post("/learners/{user_id}/opt-out")
     def opt_out(user_id: UserId, ctx: Ctx, caller: Caller) -> dict[str, Any]:
@@ -540,7 +555,13 @@ def create_app(context_factory: Callable[[], ServingContext], docs: bool | None 
             # hashes a sent id and derives the same id for an event sent without one.
             valid.append((index, checked, stored_event_id(checked, ctx.user_key)))
         authorize_events(caller, {e.user_id for _, e, _ in valid})
-        results.extend(_send_events(ctx, valid))
+        untracked = _untracked(ctx, {e.user_id for _, e, _ in valid})
+        results.extend(
+            EventResultOut(index=index, accepted=True, event_id=event_id, recorded=False)
+            for index, event, event_id in valid
+            if event.user_id in untracked
+        )
+        results.extend(_send_events(ctx, [v for v in valid if v[1].user_id not in untracked]))
         results.sort(key=lambda r: r.index)
         accepted = sum(r.accepted for r in results)
         out = EventsOut(accepted=accepted, rejected=len(results) - accepted, results=results)
@@ -583,6 +604,21 @@ def create_app(context_factory: Callable[[], ServingContext], docs: bool | None 
         return list_models(ctx, caller)
 
     return app
+
+
+def _untracked(ctx: ServingContext, user_ids: set[str]) -> set[str]:
+    """The raw ids among ``user_ids`` of learners who opted out or were erased.
+
+    Their events never reach the stream. Without the database the ingest function, which
+    checks again, drops them instead: accepting events must not depend on it.
+    """
+    keys = {ctx.user_key(user_id): user_id for user_id in user_ids}
+    try:
+        untracked = ctx.store.untracked_among(keys)
+    except DATABASE_DOWN as error:
+        logger.warning("events sent without the tombstone check: %s", type(error).__name__)
+        return set()
+    return {keys[key] for key in untracked}
 
 
 STREAM_UNAVAILABLE = "the event stream is unavailable; send the events again"

@@ -20,6 +20,10 @@ from typing import Any, Protocol
 from learnrec.bundle import MANIFEST_FILE, read_manifest
 
 POINTER_FILE = "active.json"
+ROLLBACK_DEPTH = 5
+"""Versions the pointer remembers to go back to; older inactive bundles are deleted by
+the retention sweep (learnrec.privacy.retention), since their models learned from
+learners' data."""
 VERSIONS = "versions"
 
 
@@ -59,7 +63,7 @@ def promote(store: ModelStore, version: str) -> Pointer:
     if current.active == version:
         return current
     previous = (current.active, *current.previous) if current.active else current.previous
-    pointer = Pointer(version, previous[:20], _now())
+    pointer = Pointer(version, previous[:ROLLBACK_DEPTH], _now())
     store.write_pointer(pointer)
     return pointer
 

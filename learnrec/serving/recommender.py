@@ -118,12 +118,16 @@ class ModelBundle:
         self.popular: list[str] = [keys[i] for i in order.tolist()]
 
     def user_vector(
-        self, user_id: str, history: Sequence[HistoryItem], profile: Learner | None
+        self, user_id: str | None, history: Sequence[HistoryItem], profile: Learner | None
     ) -> np.ndarray:
-        """The learner's unit vector [D] from their id, recent history and profile."""
+        """The learner's unit vector [D] from their id, recent history and profile.
+
+        ``user_id`` None: a learner the model must not recognise (new, or erased after
+        it was trained), encoded like any id outside the vocabulary.
+        """
         tokens = learner_tokens(profile.interests, profile.goals, profile.level) if profile else []
         inputs = encode_user_inputs(
-            self.space, [user_id], [[h.content_id for h in history]], [tokens]
+            self.space, [user_id or ""], [[h.content_id for h in history]], [tokens]
         )
         vector: np.ndarray = self.towers.user(**inputs)[0]
         return vector
@@ -155,7 +159,7 @@ class Recommender:
 
     def recommend(
         self,
-        user_id: str,
+        user_id: str | None,
         history: Sequence[HistoryItem],
         profile: Learner | None,
         options: RecommendOptions,
@@ -259,7 +263,7 @@ class Recommender:
     def _rank(
         self,
         bundle: ModelBundle,
-        user_id: str,
+        user_id: str | None,
         history: Sequence[HistoryItem],
         profile: Learner | None,
         hits: list[SearchHit],

@@ -12,12 +12,16 @@ from .catalog import (
     ContentItemRow,
     HistoryEntry,
     HistoryRow,
+    LearnerContext,
     LearnerHistoryRow,
     LearnerRow,
+    TombstoneReason,
+    TombstoneRow,
     UTCDateTime,
     make_engine,
 )
 from .ledger import IngestStore, ProcessedEventRow
+from .privacy import PrivacyStore
 
 __all__ = [
     "CHUNK_SIZE",
@@ -28,9 +32,13 @@ __all__ = [
     "HistoryEntry",
     "HistoryRow",
     "IngestStore",
+    "LearnerContext",
     "LearnerHistoryRow",
     "LearnerRow",
+    "PrivacyStore",
     "ProcessedEventRow",
+    "TombstoneReason",
+    "TombstoneRow",
     "UTCDateTime",
     "make_engine",
 ]

@@ -15,6 +15,7 @@ import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from enum import StrEnum
 from itertools import islice
 from typing import Any, TypeVar
 
@@ -150,9 +151,52 @@ class LearnerHistoryRow(Base):
     weight: Mapped[float] = mapped_column(Float)
 
 
+class TombstoneRow(Base):
+    """A learner who must stay untracked: erased, or opted out.
+
+    It holds the hashed id alone and outlives everything else stored about the learner:
+    the ingest function drops their events, the API serves them as a new learner (erased)
+    or with popular items (opted out), the retraining pipeline leaves them out, and the
+    erasure sweep (:mod:`learnrec.privacy.erasure`) removes an erased learner from the
+    event archive, the pipeline's data and the model bundles, then sets ``purged_at``.
+    """
+
+    __tablename__ = "learnrec_tombstones"
+
+    user_id: Mapped[str] = mapped_column(_ID, primary_key=True)
+    reason: Mapped[str] = mapped_column(String(16))  # a TombstoneReason value
+    requested_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    purged_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+
+class TombstoneReason(StrEnum):
+    """Why a learner is untracked; erasure outranks opt-out (it is never undone)."""
+
+    OPTED_OUT = "opted_out"
+    ERASED = "erased"
+
+
 ITEMS: Table = Base.metadata.tables[ContentItemRow.__tablename__]
 LEARNERS: Table = Base.metadata.tables[LearnerRow.__tablename__]
 HISTORY: Table = Base.metadata.tables[LearnerHistoryRow.__tablename__]
+TOMBSTONES: Table = Base.metadata.tables[TombstoneRow.__tablename__]
+
+
+@dataclass(frozen=True, slots=True)
+class LearnerContext:
+    """What serving knows of a learner: the declared profile, tombstone, recent history."""
+
+    profile: Learner | None
+    tombstone: TombstoneReason | None
+    history: list[HistoryEntry]
+
+    @property
+    def opted_out(self) -> bool:
+        return self.tombstone is TombstoneReason.OPTED_OUT
+
+    @property
+    def erased(self) -> bool:
+        return self.tombstone is TombstoneReason.ERASED
 
 
 @dataclass(frozen=True, slots=True)
@@ -323,15 +367,44 @@ def _merge_history_chunk(rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]
     return list(merged.values())
 
 
-def opted_out_among(conn: Connection, user_ids: Iterable[str]) -> set[str]:
-    """The learners among ``user_ids`` who opted out."""
+def untracked_among(conn: Connection, user_ids: Iterable[str]) -> set[str]:
+    """The learners among ``user_ids`` whose events must not be recorded.
+
+    A tombstone (erased or opted out) or the profile's opt-out flag, which the previous
+    release still writes alone during a canary or after a rollback.
+    """
     found: set[str] = set()
     for chunk in _chunks(dict.fromkeys(user_ids)):
-        stmt = select(LEARNERS.c.user_id).where(
+        flagged = select(LEARNERS.c.user_id).where(
             LEARNERS.c.user_id.in_(chunk), LEARNERS.c.opted_out.is_(True)
         )
-        found.update(str(user_id) for user_id in conn.scalars(stmt))
+        tombstoned = select(TOMBSTONES.c.user_id).where(TOMBSTONES.c.user_id.in_(chunk))
+        found.update(str(user_id) for user_id in conn.scalars(flagged.union(tombstoned)))
     return found
+
+
+def write_tombstone(conn: Connection, user_id: str, reason: TombstoneReason) -> None:
+    """Record that a learner stays untracked; an erasure is never downgraded to opt-out."""
+    row = {"user_id": user_id, "reason": reason.value, "requested_at": datetime.now(UTC)}
+    if reason is TombstoneReason.ERASED:
+        # A new erasure request restarts the clock: the sweep runs again for it.
+        _upsert(
+            conn,
+            TOMBSTONES,
+            [{**row, "purged_at": None}],
+            lambda excluded: {
+                "reason": excluded("reason"),
+                "requested_at": excluded("requested_at"),
+                "purged_at": excluded("purged_at"),
+            },
+        )
+    else:  # an existing tombstone (erased, or opted out earlier) stays as it is
+        _upsert(
+            conn,
+            TOMBSTONES,
+            [{**row, "purged_at": None}],
+            lambda _: {"reason": TOMBSTONES.c.reason},
+        )
 
 
 def record_history_in(conn: Connection, rows: Iterable[HistoryRow]) -> int:
@@ -339,8 +412,8 @@ def record_history_in(conn: Connection, rows: Iterable[HistoryRow]) -> int:
     written = 0
     for chunk in _chunks(rows):
         values = [_history_values(row) for row in chunk]
-        opted_out = opted_out_among(conn, (v["user_id"] for v in values))
-        merged = _merge_history_chunk(v for v in values if v["user_id"] not in opted_out)
+        untracked = untracked_among(conn, (v["user_id"] for v in values))
+        merged = _merge_history_chunk(v for v in values if v["user_id"] not in untracked)
         _upsert(conn, HISTORY, merged, _merge_history)
         written += len(merged)
     return written
@@ -445,22 +518,13 @@ class CatalogStore:
         with Session(self.engine) as session:
             return [_learner_from_row(row) for row in session.scalars(stmt)]
 
-    def erase_learner(self, user_id: str) -> bool:
-        """Erase everything stored about a learner (GDPR art. 17), in one transaction.
-
-        Return whether there was anything to erase. The opt-out flag goes too, since it
-        is personal data; events still in flight for this learner would re-create history,
-        so callers should stop ingestion for them first.
-        """
-        with self.engine.begin() as conn:
-            events = conn.execute(delete(HISTORY).where(HISTORY.c.user_id == user_id))
-            profile = conn.execute(delete(LEARNERS).where(LEARNERS.c.user_id == user_id))
-            return events.rowcount > 0 or profile.rowcount > 0
-
     def set_opt_out(self, user_id: str, opted_out: bool) -> None:
-        """Record a learner's choice, creating a bare profile row if there is none.
+        """Record a learner's choice: a tombstone, and the profile's flag.
 
-        The choice must stick even for a learner who never declared a profile.
+        The flag is what the previous release reads, so the choice holds during a canary
+        or after a rollback; it creates a bare profile row when there is none. Opting back
+        in removes an opt-out tombstone, never an erasure's, and an erased learner gets no
+        profile row back.
         """
         row: dict[str, Any] = {
             "user_id": user_id,
@@ -471,6 +535,12 @@ class CatalogStore:
             "updated_at": datetime.now(UTC),
         }
         with self.engine.begin() as conn:
+            erased = select(TOMBSTONES.c.user_id).where(
+                TOMBSTONES.c.user_id == user_id,
+                TOMBSTONES.c.reason == TombstoneReason.ERASED.value,
+            )
+            if conn.scalar(erased) is not None:  # erased: untracked already, store nothing
+                return
             _upsert(
                 conn,
                 LEARNERS,
@@ -480,22 +550,34 @@ class CatalogStore:
                     "updated_at": excluded("updated_at"),
                 },
             )
+            if opted_out:
+                write_tombstone(conn, user_id, TombstoneReason.OPTED_OUT)
+            else:
+                conn.execute(
+                    delete(TOMBSTONES).where(
+                        TOMBSTONES.c.user_id == user_id,
+                        TOMBSTONES.c.reason == TombstoneReason.OPTED_OUT.value,
+                    )
+                )
 
     def is_opted_out(self, user_id: str) -> bool:
-        """Unknown learners have not opted out."""
-        with self.engine.connect() as conn:
-            stmt = select(LEARNERS.c.opted_out).where(LEARNERS.c.user_id == user_id)
-            return bool(conn.scalar(stmt))
+        """Whether the learner is untracked (opted out or erased); unknown learners are not."""
+        return user_id in self.untracked_among([user_id])
 
-    def learner_context(
-        self, user_id: str, history_limit: int = 200
-    ) -> tuple[Learner | None, bool, list[HistoryEntry]]:
-        """Profile, opt-out flag and recent history in one round trip of one connection.
+    def tombstone(self, user_id: str) -> TombstoneReason | None:
+        """Why the learner is untracked, if they are."""
+        with self.engine.connect() as conn:
+            reason = conn.scalar(select(TOMBSTONES.c.reason).where(TOMBSTONES.c.user_id == user_id))
+        return None if reason is None else TombstoneReason(reason)
+
+    def learner_context(self, user_id: str, history_limit: int = 200) -> LearnerContext:
+        """Profile, tombstone and recent history over one connection.
 
         The recommendation path needs all three on every request; three sessions cost
         measurably more than one.
         """
         profile_stmt = select(LEARNERS).where(LEARNERS.c.user_id == user_id)
+        tombstone_stmt = select(TOMBSTONES.c.reason).where(TOMBSTONES.c.user_id == user_id)
         history_stmt = (
             select(HISTORY)
             .where(HISTORY.c.user_id == user_id)
@@ -504,11 +586,13 @@ class CatalogStore:
         )
         with self.engine.connect() as conn:
             profile_row = conn.execute(profile_stmt).mappings().first()
+            reason = conn.scalar(tombstone_stmt)
             history_rows = conn.execute(history_stmt).mappings().all()
+        tombstone = None if reason is None else TombstoneReason(reason)
         profile = None
-        opted_out = False
         if profile_row is not None:
-            opted_out = bool(profile_row["opted_out"])
+            if profile_row["opted_out"] and tombstone is None:  # written by the previous release
+                tombstone = TombstoneReason.OPTED_OUT
             profile = Learner.model_validate({k: profile_row[k] for k in Learner.model_fields})
         history = [
             HistoryEntry(
@@ -520,7 +604,7 @@ class CatalogStore:
             )
             for row in history_rows
         ]
-        return profile, opted_out, history
+        return LearnerContext(profile, tombstone, history)
 
     # -- history -------------------------------------------------------------------------
 
@@ -535,10 +619,10 @@ class CatalogStore:
         with self.engine.begin() as conn:
             return record_history_in(conn, rows)
 
-    def opted_out_among(self, user_ids: Iterable[str]) -> set[str]:
-        """Which of ``user_ids`` opted out, in one query per chunk (not one per learner)."""
+    def untracked_among(self, user_ids: Iterable[str]) -> set[str]:
+        """Which of ``user_ids`` are untracked, in one query per chunk (not one per learner)."""
         with self.engine.connect() as conn:
-            return opted_out_among(conn, user_ids)
+            return untracked_among(conn, user_ids)
 
     def history(self, user_id: str, limit: int = 200) -> list[HistoryEntry]:
         """A learner's engagements, most recent first (ties broken by item for stability)."""

@@ -32,7 +32,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import DataError, IntegrityError
 from sqlalchemy.orm import Mapped, mapped_column
 
-from .catalog import Base, HistoryRow, UTCDateTime, opted_out_among, record_history_in
+from .catalog import Base, HistoryRow, UTCDateTime, record_history_in, untracked_among
 
 # event ids are <= 128 characters (schemas.Identifier); dead-letter entries are keyed by
 # their stream position (see learnrec.events.ingest), which fits too.
@@ -125,9 +125,10 @@ def prune(conn: Connection, before: datetime) -> int:
 class IngestStore:
     """What the ingest function reads and writes per batch, in two round trips.
 
-    Before archiving: which ids are already in the ledger and which learners opted out
-    (one connection). After archiving: the ledger rows and the learners' history in one
-    transaction, so the history never runs ahead of the ledger or behind it.
+    Before archiving: which ids are already in the ledger and which learners are untracked
+    (opted out or erased; one connection). After archiving: the ledger rows and the
+    learners' history in one transaction, so the history never runs ahead of the ledger
+    or behind it.
     """
 
     def __init__(self, engine: Engine) -> None:
@@ -136,9 +137,9 @@ class IngestStore:
     def lookup(
         self, keys: Iterable[LedgerKey], user_ids: Iterable[str]
     ) -> tuple[dict[LedgerKey, str], set[str]]:
-        """(batch key per already-recorded key, learners among ``user_ids`` who opted out)."""
+        """(batch key per already-recorded key, the untracked learners among ``user_ids``)."""
         with self.engine.connect() as conn:
-            return batches_of(conn, keys), opted_out_among(conn, user_ids)
+            return batches_of(conn, keys), untracked_among(conn, user_ids)
 
     def commit(
         self,
@@ -187,12 +188,6 @@ class IngestStore:
                 stmt = select(PROCESSED.c.event_id).where(PROCESSED.c.event_id.in_(chunk))
                 found.update(str(i) for i in conn.scalars(stmt))
         return found
-
-    def forget_learner(self, user_id: str) -> int:
-        """Remove a learner's ledger rows (erasure); return how many went."""
-        with self.engine.begin() as conn:
-            result = conn.execute(delete(PROCESSED).where(PROCESSED.c.user_id == user_id))
-            return int(result.rowcount or 0)
 
     def prune(self, before: datetime) -> int:
         with self.engine.begin() as conn:

@@ -13,7 +13,7 @@ from __future__ import annotations
 from sqlalchemy import Connection, Engine, column, inspect, select, table
 
 # Every revision of learnrec's schema, oldest first; the last is what this code needs.
-REVISIONS: tuple[str, ...] = ("0001", "0002")
+REVISIONS: tuple[str, ...] = ("0001", "0002", "0003")
 HEAD = REVISIONS[-1]
 VERSION_TABLE = "alembic_version"
 

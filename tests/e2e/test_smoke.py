@@ -236,7 +236,7 @@ def test_the_smoke_fails_a_fresh_stage_and_passes_once_bootstrapped(
         SecretId=names.user_id_hash_secret
     )["SecretString"]
     learner_key = UserIdHasher(hash_key.encode())(report["learner"])
-    assert store.learner_context(learner_key)[2] == []
+    assert store.learner_context(learner_key).history == []
     store.engine.dispose()
 
 

@@ -17,7 +17,7 @@ from unit.opensearch_recorder import FakeCluster, make_client
 from functional.serving_harness import STREAM, Api
 from learnrec.config import Settings
 from learnrec.data.dataset import Dataset
-from learnrec.events.records import stored_event_id
+from learnrec.events.records import archived_event
 from learnrec.pipeline.lifecycle import alias_swap
 from learnrec.retrieval.index import VectorIndexError
 from learnrec.schemas import Event
@@ -208,11 +208,16 @@ def test_events_batch_goes_to_kinesis_with_per_event_results(
     )["ShardIterator"]
     records = kinesis.get_records(ShardIterator=iterator)["Records"]
     sent = [json.loads(r["Data"]) for r in records]
-    assert {"user_id": user, "event_type": "click"}.items() <= sent[-1].items()
-    # The record goes as sent; the ingest function derives the id the response named.
-    assert "event_id" not in sent[-1]
-    derived = stored_event_id(Event.model_validate(sent[-1]), api.hashed)
-    assert body["results"][0]["event_id"] == derived
+    # The stream holds the event as the archive will: every id hashed, the id it is
+    # stored under (the one the response named) already derived.
+    assert sent[-1] == {
+        "stored": {
+            **archived_event(Event.model_validate(good), api.hashed),
+            "event_id": body["results"][0]["event_id"],
+        }
+    }
+    assert user not in records[-1]["Data"].decode()
+    assert records[-1]["PartitionKey"] == api.hashed(user)
     assert user not in {r["PartitionKey"] for r in records}  # partition keys are hashed
 
 

@@ -156,9 +156,12 @@ def test_post_events_refuses_each_bad_event_by_name_and_sends_every_good_one_onc
             assert named & {case.bad_field, "(body)"}, (case, result)
     sent = stream_records()[before:]
     assert len(sent) == len(good)
-    for case, record in zip(good, sent, strict=True):
-        assert record["content_id"] == case.payload["content_id"].strip()
-        assert record["user_id"] == case.payload["user_id"]
+    good_results = [r for c, r in zip(batch, body["results"], strict=True) if c.bad_field is None]
+    for case, result, record in zip(good, good_results, sent, strict=True):
+        stored = record["stored"]
+        assert stored["content_id"] == case.payload["content_id"].strip()
+        assert stored["user_id"] == api.hashed(case.payload["user_id"])
+        assert stored["event_id"] == result["event_id"]
 
 
 def test_post_events_answers_4xx_to_bodies_that_once_gave_500(api: Api) -> None:

@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import Engine, text
 
 from functional.test_storage_postgres import pg_engine  # noqa: F401 (the fixture)
-from learnrec.storage import Base, CatalogStore, IngestStore
+from learnrec.storage import Base, CatalogStore, IngestStore, PrivacyStore
 
 pytestmark = pytest.mark.postgres
 T0 = datetime(2026, 2, 1, 9, 0, tzinfo=UTC)
@@ -50,6 +50,7 @@ def test_ledger_keeps_the_first_batch_and_history_merges(
     (entry,) = catalog.history("u1")
     assert (entry.event_type.value, entry.ts, entry.weight) == ("view", T0, 4.0)
     assert catalog.history("private") == []
-    assert ingest.forget_learner("u2") == 1
+    assert PrivacyStore(catalog.engine).erase_learner("u2") is True  # their ledger row too
+    assert ingest.lookup([("u2", "e1")], ["u2"]) == ({}, {"u2"})
     assert ingest.prune(T0 + timedelta(seconds=1)) == 3
     assert ingest.lookup([("u1", "e1")], [])[0] == {}

@@ -27,8 +27,8 @@ from functional.serving_harness import REPO
 from functional.test_storage_postgres import POSTGRES_URL, pg_engine  # noqa: F401 (fixture)
 from learnrec.benchmark.ingest import load_handler
 from learnrec.config import get_settings
-from learnrec.storage import make_engine
-from learnrec.storage.migrate import BASELINE_TABLES, current, scripts_digest, upgrade
+from learnrec.storage import Base, make_engine
+from learnrec.storage.migrate import current, scripts_digest, upgrade
 from learnrec.storage.schema import HEAD, VERSION_TABLE
 
 pytestmark = pytest.mark.postgres
@@ -159,7 +159,7 @@ def test_migrate_function_brings_the_database_to_head(
     assert deleted == {"PhysicalResourceId": created["PhysicalResourceId"]}
     try:
         assert current(engine) == HEAD
-        assert tables(engine) == BASELINE_TABLES | {VERSION_TABLE}  # Delete kept it all
+        assert tables(engine) == set(Base.metadata.tables) | {VERSION_TABLE}  # Delete kept it all
         with engine.connect() as conn:
             assert conn.scalar(text("SELECT count(*) FROM learnrec_learners")) == 2
         assert differences(engine) == []

@@ -22,7 +22,14 @@ from alembic.migration import MigrationContext
 from sqlalchemy import Engine, inspect, text
 
 from learnrec.schemas import ContentFormat, ContentItem, EventType, Learner
-from learnrec.storage import Base, CatalogStore, IngestStore, make_engine
+from learnrec.storage import (
+    Base,
+    CatalogStore,
+    IngestStore,
+    PrivacyStore,
+    TombstoneReason,
+    make_engine,
+)
 from learnrec.storage import schema as schema_module
 from learnrec.storage.migrate import (
     BASELINE_TABLES,
@@ -100,7 +107,7 @@ class MigrationContract:
         assert upgrade(engine) == HEAD
 
         assert current(engine) == HEAD
-        assert tables(engine) == BASELINE_TABLES | {VERSION_TABLE}
+        assert tables(engine) == set(Base.metadata.tables) | {VERSION_TABLE}
         assert differences(engine) == []
         assert require_schema(engine) == HEAD
 
@@ -137,6 +144,7 @@ class MigrationContract:
             user_id="h-ada", level=2, interests=["python"], goals=["data"]
         )
         assert store.is_opted_out("h-bob") is True
+        assert store.tombstone("h-bob") is TombstoneReason.OPTED_OUT  # the flag became one
         (entry,) = store.history("h-ada")
         assert (entry.content_id, entry.event_type, entry.ts, entry.weight) == (
             "py-101",
@@ -203,6 +211,25 @@ class MigrationContract:
         assert [tuple(r) for r in rows] == [("e-1", "b1"), ("e-2", "b1")]
         assert upgrade(engine) == HEAD
         assert ledger.lookup([("h-bob", "e-1")], [])[0] == {("h-bob", "e-1"): "b1"}
+
+    def test_tombstone_downgrade_keeps_every_untracked_learner_untracked(
+        self, engine: Engine
+    ) -> None:
+        upgrade(engine)
+        store = CatalogStore(engine)
+        store.upsert_learners([Learner(user_id="h-ada", level=2)])
+        PrivacyStore(engine).erase_learner("h-ada")
+        store.set_opt_out("h-bob", True)
+
+        assert downgrade(engine, "0002") == "0002"
+
+        with engine.connect() as conn:
+            flagged = conn.execute(
+                text("SELECT user_id FROM learnrec_learners WHERE opted_out ORDER BY 1")
+            ).scalars()
+            assert list(flagged) == ["h-ada", "h-bob"]
+        assert upgrade(engine) == HEAD
+        assert store.untracked_among(["h-ada", "h-bob", "h-cy"]) == {"h-ada", "h-bob"}
 
     def test_partial_schema_is_left_alone(self, engine: Engine) -> None:
         legacy_schema.ITEMS.create(engine)

@@ -22,6 +22,10 @@ from learnrec.storage import (
     CatalogStore,
     HistoryEntry,
     HistoryRow,
+    IngestStore,
+    LearnerContext,
+    PrivacyStore,
+    TombstoneReason,
     make_engine,
 )
 from learnrec.storage.migrate import upgrade
@@ -51,7 +55,7 @@ class StorageContract:
     """What any CatalogStore backend must do; subclasses provide the `store` fixture."""
 
     def test_learner_context_matches_the_separate_reads(self, store: CatalogStore) -> None:
-        assert store.learner_context("nobody") == (None, False, [])
+        assert store.learner_context("nobody") == LearnerContext(None, None, [])
         store.upsert_learners([Learner(user_id="u1", level=2, interests=["python"])])
         store.record_history(
             [
@@ -60,9 +64,10 @@ class StorageContract:
             ]
         )
         store.set_opt_out("u1", True)
-        profile, opted_out, history = store.learner_context("u1")
-        assert profile == store.get_learner("u1") and opted_out is store.is_opted_out("u1")
-        assert history == store.history("u1") and len(history) == 2
+        context = store.learner_context("u1")
+        assert context.profile == store.get_learner("u1") and context.opted_out
+        assert context.history == store.history("u1") and len(context.history) == 2
+        assert not context.erased
 
     def test_upsert_inserts_then_updates(self, store: CatalogStore) -> None:
         assert store.upsert_items([_item("a", title="A"), _item("b", title="B")]) == 2
@@ -101,7 +106,7 @@ class StorageContract:
         assert store.get_item("nope") is None
         assert store.get_learner("nobody") is None
         assert store.delete_item("nope") is False
-        assert store.erase_learner("nobody") is False
+        assert PrivacyStore(store.engine).erase_learner("nobody") is False
         assert store.history("nobody") == []
         assert store.count_items() == 0
 
@@ -158,19 +163,32 @@ class StorageContract:
             ]
         )
 
-        assert store.erase_learner("u-1") is True
+        ledger = IngestStore(store.engine)
+        ledger.commit("b1", [("u-1", "e-1"), ("u-2", "e-1")], [], T0)
+        privacy = PrivacyStore(store.engine)
+
+        assert privacy.erase_learner("u-1") is True
 
         assert store.get_learner("u-1") is None
         assert store.history("u-1") == []
-        assert store.is_opted_out("u-1") is False
+        assert ledger.lookup([("u-1", "e-1"), ("u-2", "e-1")], [])[0] == {("u-2", "e-1"): "b1"}
+        # The tombstone outlives the data: the learner stays untracked, as erased.
+        assert store.is_opted_out("u-1") is True
+        assert store.tombstone("u-1") is TombstoneReason.ERASED
+        assert store.learner_context("u-1") == LearnerContext(None, TombstoneReason.ERASED, [])
+        store.record_history([("u-1", "c", EventType.VIEW, T0, 1.0)])
+        assert store.history("u-1") == []
+        store.set_opt_out("u-1", False)  # opting back in never undoes an erasure
+        assert store.tombstone("u-1") is TombstoneReason.ERASED
         assert store.get_learner("u-2") == Learner(user_id="u-2")
         assert [e.content_id for e in store.history("u-2")] == ["a"]
-        assert store.erase_learner("u-1") is False
+        assert privacy.erase_learner("u-1") is False
+        assert privacy.pending_erasures(datetime.now(UTC)) == ["u-1"]
 
     def test_erasure_of_history_without_profile(self, store: CatalogStore) -> None:
         store.record_history([("anon", "a", "click", T0, 1.0)])
 
-        assert store.erase_learner("anon") is True
+        assert PrivacyStore(store.engine).erase_learner("anon") is True
         assert store.history("anon") == []
 
     def test_history_is_idempotent_and_keeps_latest(self, store: CatalogStore) -> None:
@@ -255,7 +273,7 @@ class StorageContract:
         ]
         assert store.record_history(rows) == 1
         assert store.history("private") == [] and len(store.history("open")) == 1
-        assert store.opted_out_among(["private", "open", "unknown"]) == {"private"}
+        assert store.untracked_among(["private", "open", "unknown"]) == {"private"}
 
     def test_opt_out_without_profile(self, store: CatalogStore) -> None:
         store.set_opt_out("ghost", True)
