@@ -331,9 +331,31 @@ def test_erasure_removes_profile_and_history(api: Api) -> None:
     profile = {"user_id": "leaver", "interests": ["design"]}
     api.call("PUT", "/learners/leaver/profile", body=profile, token=token)
     assert api.store.get_learner(api.hashed("leaver")) is not None
+    now = datetime.now(UTC)
+    api.store.record_history(
+        (api.hashed("leaver"), f"c{n:05d}", "complete", now - timedelta(hours=n), 4.0)
+        for n in range(1, 6)
+    )
+    assert api.call("GET", "/recommend/leaver", token=token)[1]["items"] != newcomer(api)
     status, body = api.call("DELETE", "/learners/leaver", token=token)
-    assert status == 200 and body["erased"] is True
+    assert status == 200 and body["erased"] is True and body["untracked"] is True
     assert api.store.get_learner(api.hashed("leaver")) is None
+    # Served as a brand-new learner from now on, never from their past...
+    status, body = api.call("GET", "/recommend/leaver", token=token)
+    assert status == 200 and body["items"] == newcomer(api)
+    # ...and untracked: their events are accepted, not recorded, not even streamed.
+    event = {"user_id": "leaver", "content_id": "c00009", "event_type": "view", "ts": RECENT}
+    status, body = api.call("POST", "/events", body=[event], token=token)
+    assert status == 202 and body["results"][0]["recorded"] is False
+    assert api.call("POST", "/learners/leaver/opt-out", token=token)[0] == 200
+    assert api.store.get_learner(api.hashed("leaver")) is None  # no profile row comes back
+    assert api.call("DELETE", "/learners/leaver", token=token)[1]["erased"] is False
+
+
+def newcomer(api: Api) -> list[dict[str, Any]]:
+    """What a learner never seen before is recommended."""
+    body = api.call("GET", "/recommend/newcomer", token=api.token("newcomer"))[1]
+    return list(body["items"])
 
 
 def test_similar_items_and_unknown_item(api: Api, small_dataset: Dataset) -> None:
