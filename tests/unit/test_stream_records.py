@@ -23,6 +23,7 @@ def test_a_raw_event_is_hashed_and_a_stored_one_read_as_it_is() -> None:
     from_raw = read_stream_record(json.dumps(RAW).encode(), HASH)
     assert not isinstance(from_raw, Rejection)
     event, stored = from_raw
+    assert event.user_id == "ada"  # the event as sent; only the stored form is hashed
     assert stored == archived_event(Event.model_validate(RAW), HASH)
     assert "ada" not in json.dumps(stored)
 
