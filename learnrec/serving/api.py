@@ -66,6 +66,7 @@ from learnrec.serving.model_store import ActiveModel, ModelStore
 from learnrec.serving.readiness import ContextLoader, NotReadyError
 from learnrec.serving.recommender import HistoryItem, Recommender, RecommendOptions
 from learnrec.storage import CatalogStore, LearnerContext, PrivacyStore
+from learnrec.storage.schema import SchemaNotReadyError
 
 logger = logging.getLogger("learnrec.serving")
 MAX_K = 100
@@ -75,6 +76,7 @@ RETRY_AFTER_S = 5
 DATABASE_DOWN = (OperationalError, InterfaceError, PoolTimeoutError)
 """What SQLAlchemy raises when the database cannot be reached, or no connection is free."""
 DATABASE_UNAVAILABLE = "the database cannot be reached; retrying"
+SCHEMA_NOT_READY = "the database schema is missing or older than this code needs: run the migration"
 Level = Annotated[int, Field(ge=MIN_LEVEL, le=MAX_LEVEL)]
 Topic = Annotated[str, Field(min_length=1, max_length=64)]
 ItemId = Annotated[str, Field(min_length=1, max_length=128)]
@@ -295,6 +297,21 @@ def create_app(context_factory: Callable[[], ServingContext], docs: bool | None 
 
     for kind in DATABASE_DOWN:
         app.add_exception_handler(kind, _database_down)
+
+    # A database that came up after a cold start without it, at the wrong schema.
+    @app.exception_handler(SchemaNotReadyError)
+    async def _schema_not_ready(_: Request, error: SchemaNotReadyError) -> JSONResponse:
+        logger.error("the database schema is not ready: %s", error)
+        return JSONResponse(
+            {
+                "error": "service unavailable",
+                "detail": SCHEMA_NOT_READY,
+                "status": "not ready",
+                "not_ready": {"database_schema": SCHEMA_NOT_READY},
+            },
+            status_code=503,
+            headers={"Retry-After": str(DATABASE_RETRY_AFTER_S)},
+        )
 
     @app.exception_handler(DependencyUnavailableError)
     async def _dependency_down(_: Request, error: DependencyUnavailableError) -> JSONResponse:

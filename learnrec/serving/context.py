@@ -12,6 +12,7 @@ callers that found it here first.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 from datetime import timedelta
@@ -39,8 +40,10 @@ from learnrec.serving.model_store import ActiveModel, store_from_url
 from learnrec.serving.readiness import NotReadyError, Unready
 from learnrec.serving.recommender import ModelBundle, Recommender
 from learnrec.storage import CatalogStore, make_engine
-from learnrec.storage.schema import SchemaNotReadyError, require_schema
+from learnrec.storage.schema import SchemaNotReadyError, check_on_first_connect, require_schema
 from learnrec.storage.url import database_url
+
+logger = logging.getLogger("learnrec.serving")
 
 
 def opensearch_client(endpoint: str, region: str | None = None) -> Any:
@@ -145,11 +148,19 @@ def _connect_args(url: str) -> dict[str, Any]:
     return {"connect_args": {"connect_timeout": DB_CONNECT_TIMEOUT_S}}
 
 
-def _reachable_store(settings: Settings) -> CatalogStore | Unready:
+def _reachable_store(settings: Settings) -> tuple[CatalogStore | None, Unready | None]:
+    """The store, and what is wrong with it if anything.
+
+    An unreachable database still gives a store, checked when it first answers
+    (:func:`~learnrec.storage.schema.check_on_first_connect`): the API serves what needs
+    no database (popular items from the bundle, flagged degraded) instead of a 503 for
+    everything. An unreadable secret or a missing schema gives none: those need an
+    operator, and every route says so.
+    """
     try:
         url = database_url(settings)
     except Exception:
-        return Unready(
+        return None, Unready(
             "database",
             "the database secret cannot be read: check DATABASE_SECRET_ARN and that the "
             "API function may read it",
@@ -162,25 +173,33 @@ def _reachable_store(settings: Settings) -> CatalogStore | Unready:
         require_schema(engine)
     except SchemaNotReadyError as error:
         engine.dispose()
-        return Unready("database_schema", str(error))
+        return None, Unready("database_schema", str(error))
     except Exception:
         engine.dispose()
-        return Unready("database", "the database cannot be reached; retrying")
-    return CatalogStore(engine)
+        engine = make_engine(url, settings=settings, **_connect_args(url))
+        check_on_first_connect(engine)
+        return CatalogStore(engine), DATABASE_UNREACHABLE
+    return CatalogStore(engine), None
+
+
+DATABASE_UNREACHABLE = Unready("database", "the database cannot be reached; retrying")
 
 
 def build_context(settings: Settings | None = None) -> ServingContext:
     settings = settings or get_settings()
     verifier = _verifier(settings)
     key = _hash_key(settings)
-    store = _reachable_store(settings)
-    problems = [d for d in (verifier, key, store) if isinstance(d, Unready)]
-    if problems:
-        if isinstance(store, CatalogStore):
+    store, database_problem = _reachable_store(settings)
+    problems = [d for d in (verifier, key, database_problem) if isinstance(d, Unready)]
+    # Only an unreachable database lets the API start: it may answer later.
+    if problems and problems != [DATABASE_UNREACHABLE]:
+        if store is not None:
             store.engine.dispose()
         raise NotReadyError(problems)
     assert isinstance(verifier, TokenVerifier) and isinstance(key, bytes)
     assert isinstance(store, CatalogStore)
+    if database_problem is not None:
+        logger.warning("starting without the database: it cannot be reached yet")
     try:
         return _assemble(settings, store, verifier, key)
     except Exception:

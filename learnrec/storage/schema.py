@@ -10,7 +10,9 @@ so those functions need not ship Alembic; ``tests/unit/test_migrations.py`` chec
 
 from __future__ import annotations
 
-from sqlalchemy import Connection, Engine, column, inspect, select, table
+from typing import Any
+
+from sqlalchemy import Connection, Engine, column, event, inspect, select, table
 
 # Every revision of learnrec's schema, oldest first; the last is what this code needs.
 REVISIONS: tuple[str, ...] = ("0001", "0002", "0003")
@@ -57,3 +59,32 @@ def require_schema(engine: Engine) -> str:
             f"the database schema is at revision {revision}, this code needs {HEAD}; {UPGRADE_HINT}"
         )
     return revision
+
+
+def check_on_first_connect(engine: Engine) -> None:
+    """Check the schema when ``engine`` first reaches the database, not now.
+
+    For a process that starts while the database is unreachable and should serve what it
+    can meanwhile: the check (:func:`require_schema`'s) runs on the first connection that
+    succeeds, and again on the next one as long as it fails, so a schema that is missing
+    or too old still stops every use of the database with :class:`SchemaNotReadyError`.
+    """
+
+    def check(dbapi_connection: Any, _record: Any) -> None:
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute(f"SELECT version_num FROM {VERSION_TABLE}")
+            rows = [str(row[0]) for row in cursor.fetchall()]
+        except Exception as error:  # no version table: no learnrec schema
+            raise SchemaNotReadyError(
+                f"the database has no learnrec schema (expected {HEAD}); {UPGRADE_HINT}"
+            ) from error
+        finally:
+            cursor.close()
+        if len(rows) != 1 or rows[0] in REVISIONS[:-1]:
+            raise SchemaNotReadyError(
+                f"the database schema is at revision {rows or None}, this code needs {HEAD}; "
+                f"{UPGRADE_HINT}"
+            )
+
+    event.listen(engine, "first_connect", check)

@@ -23,12 +23,15 @@ from typing import Any
 import boto3
 import pytest
 
+from learnrec.bundle import MANIFEST_FILE, write_manifest
 from learnrec.config import get_settings
 from learnrec.deploy.bootstrap import BootstrapError, bootstrap
 from learnrec.local.aws import LocalAws
 from learnrec.local.gateway import default_handler_path
+from learnrec.serving.api import DATABASE_UNAVAILABLE
 from learnrec.serving.apigw import LambdaContext, http_response, rest_event
-from learnrec.serving.auth import Role, issue_token
+from learnrec.serving.auth import Role, generate_key_pair, issue_token
+from learnrec.serving.model_store import LocalModelStore, promote
 from learnrec.serving.readiness import ContextLoader, NotReadyError, Unready
 from learnrec.stages import EMPTY_JWT_SECRET, ResourceNames
 from learnrec.storage.migrate import upgrade
@@ -305,3 +308,53 @@ def test_bootstrap_takes_an_identity_providers_jwks_and_writes_no_private_key(
     assert bootstrap(aws_names.stage, boto3.Session(), jwks_file=jwks_file).actions[0].outcome == (
         "kept"
     )
+
+
+def test_a_cold_start_without_the_database_serves_popular_items_until_it_answers(
+    quality_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    models = LocalModelStore(tmp_path / "models")
+    bundle = shutil.copytree(quality_run / "bundle", tmp_path / "v1")
+    (bundle / MANIFEST_FILE).unlink()
+    write_manifest(bundle, "v1", parameters={}, metrics={}, data={})
+    models.publish(bundle, "v1")
+    promote(models, "v1")
+    private_pem, public_pem = generate_key_pair()
+    url = f"sqlite:///{tmp_path / 'later' / 'learnrec.db'}"  # its folder is not there yet
+    for name, value in {
+        "DATABASE_URL": url,
+        "MODEL_STORE": str(tmp_path / "models"),
+        "JWT_PUBLIC_KEY": public_pem,
+        "USER_ID_HASH_KEY": "cold-start-key",
+        "POWERTOOLS_TRACE_DISABLED": "true",
+        "POWERTOOLS_METRICS_NAMESPACE": "learnrec-test",
+    }.items():
+        monkeypatch.setenv(name, value)
+    for name in ("JWT_SECRET_ID", "USER_ID_HASH_SECRET_ID", "JWT_JWKS", "KINESIS_STREAM_NAME"):
+        monkeypatch.delenv(name, raising=False)
+    get_settings.cache_clear()
+    try:
+        api = Api(_load_handler_module(), FakeClock())
+        token = issue_token(private_pem, "ada", [Role.LEARNER])
+
+        # The database unreachable from the start: popular items, flagged; /health says so.
+        status, _, body = api.call("GET", "/recommend/ada", token)
+        assert status == 200 and body["fallback"] == "popularity" and body["items"]
+        assert any("database" in note for note in body["degraded"])
+        status, headers, body = api.call("GET", "/health")
+        assert status == 503 and body["not_ready"] == {"database": DATABASE_UNAVAILABLE}
+        assert "retry-after" in headers and "later" not in json.dumps(body)
+
+        # It answers, but without the schema: every use of it is a 503 that says so.
+        (tmp_path / "later").mkdir()
+        status, _, body = api.call("GET", "/recommend/ada", token)
+        assert status == 503 and set(body["not_ready"]) == {"database_schema"}
+
+        # Migrated: the same process serves from the database, no restart.
+        upgrade(url)
+        status, _, body = api.call("GET", "/health")
+        assert status == 200 and body["dependencies"]["database"] == "ok"
+        status, _, body = api.call("GET", "/recommend/ada", token)
+        assert status == 200 and not any("database" in n for n in body["degraded"])
+    finally:
+        get_settings.cache_clear()
