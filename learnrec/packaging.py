@@ -140,6 +140,10 @@ FUNCTIONS: dict[str, FunctionSpec] = {
         "api", "functions/api", "handler.handler", ("base", "db", "web", "numpy", "ml")
     ),
     "ingest": FunctionSpec("ingest", "functions/ingest", "handler.handler", ("base", "db")),
+    # The scheduled erasure and retention sweeps (learnrec.privacy.maintenance).
+    "maintenance": FunctionSpec(
+        "maintenance", "functions/maintenance", "handler.handler", ("base", "db")
+    ),
     # The deploy-time schema migration (learnrec.storage.migrate), run by the stack.
     "migrate": FunctionSpec(
         "migrate", "functions/migrate", "handler.handler", ("base", "db", "migrations")

@@ -97,6 +97,10 @@ class ResourceNames:
         return f"{self.prefix}-migrate"
 
     @property
+    def maintenance_function(self) -> str:
+        return f"{self.prefix}-maintenance"
+
+    @property
     def search_security_function(self) -> str:
         return f"{self.prefix}-search-security"
 

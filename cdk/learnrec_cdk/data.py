@@ -24,7 +24,10 @@ from learnrec.stages import EVENTS_PREFIX, MODELS_PREFIX, PIPELINE_PREFIX, Resou
 from .nag import acknowledge
 from .network import DATA_SUBNETS
 
-DEAD_LETTER_RETENTION_DAYS = 30
+# Dead letters are kept only as long as someone needs them to investigate and replay:
+# the queue keeps its messages a week, the spilled payloads a week longer.
+DEAD_LETTER_QUEUE_RETENTION_DAYS = 7
+DEAD_LETTER_RETENTION_DAYS = 14
 # A run's working data is read by the next steps of the same run, never later.
 PIPELINE_RETENTION_DAYS = 30
 # Superseded model bundle objects stay recoverable this long after an overwrite.
@@ -133,7 +136,7 @@ class Data(Construct):
             queue_name=names.dead_letter_queue,
             encryption=sqs.QueueEncryption.SQS_MANAGED,
             enforce_ssl=True,
-            retention_period=Duration.days(14),
+            retention_period=Duration.days(DEAD_LETTER_QUEUE_RETENTION_DAYS),
             removal_policy=removal_policy,
         )
         # It is the dead-letter queue: a queue for its failures would have no reader.

@@ -99,6 +99,8 @@ class Observability(Construct):
         throttled_requests: cw.IMetric,
         ingest_function: lambda_.IFunction,
         pipeline_function: lambda_.IFunction,
+        maintenance_function: lambda_.IFunction,
+        maintenance_hours: int,
         dead_letter_queue: sqs.IQueue,
         state_machine: sfn.IStateMachine,
         search_domain: opensearch.IDomain,
@@ -215,7 +217,32 @@ class Observability(Construct):
             description="a retraining run failed, timed out or was aborted",
             comparison=cw.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
         )
-        functions = {"api": api_function, "ingest": ingest_function, "pipeline": pipeline_function}
+        # Two maintenance runs in a row that failed or were cut short: an erasure is at
+        # risk of missing its 24-hour bound (docs/RUNBOOK.md, "Erasure and opt-out").
+        every_run = Duration.hours(maintenance_hours)
+        self.maintenance_failed_alarm = self._alarm(
+            "MaintenanceFailed",
+            cw.MathExpression(
+                expression="FILL(errors, 0) + FILL(incomplete, 0)",
+                using_metrics={
+                    "errors": maintenance_function.metric_errors(period=every_run),
+                    "incomplete": app_metric(
+                        "erasure_incomplete", "maintenance", "Maximum", every_run
+                    ),
+                },
+                period=every_run,
+            ),
+            threshold=1,
+            minutes=2,  # two periods, each one run
+            description="two maintenance runs in a row failed or did not finish the erasure sweep",
+            comparison=cw.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+        )
+        functions = {
+            "api": api_function,
+            "ingest": ingest_function,
+            "pipeline": pipeline_function,
+            "maintenance": maintenance_function,
+        }
         throttles = self._throttle_alarms(functions, throttled_requests, t)
         search = self._search_alarms(search_domain, search_replicas, t)
         aurora = self._database_alarms(database, t)
@@ -240,6 +267,7 @@ class Observability(Construct):
             self.iterator_age_alarm,
             self.dead_letter_alarm,
             self.retrain_failed_alarm,
+            self.maintenance_failed_alarm,
             self.function_throttles_alarm,
             self.api_throttled_alarm,
             *self.search_alarms,

@@ -16,6 +16,7 @@ from aws_cdk import aws_logs as logs
 from constructs import Construct
 
 from learnrec.packaging import STAMP_FILE
+from learnrec.privacy.maintenance import SCHEDULE_HOURS
 from learnrec.serving.model_store import POINTER_FILE
 from learnrec.serving.openapi_doc import Route
 from learnrec.stages import MODELS_PREFIX, StageConfig
@@ -26,6 +27,7 @@ from .assets import LambdaAssets
 from .data import Data
 from .functions import layer_versions
 from .ingest import Ingest
+from .maintenance import Maintenance
 from .migrations import SchemaMigration
 from .nag import acknowledge_prefix_grant
 from .network import Network
@@ -244,6 +246,26 @@ class LearnrecStack(Stack):
             removal_policy=removal,
         )
 
+        maintenance = Maintenance(
+            self,
+            "Maintenance",
+            asset=functions["maintenance"],
+            layers=[layers[name] for name in functions["maintenance"].layers],
+            function_name=names.maintenance_function,
+            environment={
+                **common,
+                "POWERTOOLS_SERVICE_NAME": "maintenance",
+                "DEAD_LETTER_QUEUE_URL": data.dead_letter_queue.queue_url,
+            },
+            schedule_hours=SCHEDULE_HOURS,
+            bucket=data.bucket,
+            dead_letter_queue=data.dead_letter_queue,
+            vpc=vpc,
+            security_group=app_sg,
+            log_retention=retention,
+            removal_policy=removal,
+        )
+
         # The schema reaches head before any function that uses it is updated.
         migrations = SchemaMigration(
             self,
@@ -264,7 +286,9 @@ class LearnrecStack(Stack):
             log_retention=retention,
             removal_policy=removal,
         )
-        migrations.run_before(serving.function, ingest.function, pipeline.function)
+        migrations.run_before(
+            serving.function, ingest.function, pipeline.function, maintenance.function
+        )
 
         # Grants: each role gets what its path needs, nothing more (tests/cdk asserts it).
         bucket = data.bucket
@@ -295,7 +319,7 @@ class LearnrecStack(Stack):
             log_retention=retention,
             removal_policy=removal,
         )
-        for role in (api_role, ingest_role, pipeline.role, jobs.role):
+        for role in (api_role, ingest_role, pipeline.role, jobs.role, maintenance.role):
             data.database_secret.grant_read(role)
             data.user_id_hash_secret.grant_read(role)
         data.jwt_secret.grant_read(api_role)
@@ -313,6 +337,8 @@ class LearnrecStack(Stack):
             throttled_requests=serving.throttled_requests,
             ingest_function=ingest.function,
             pipeline_function=pipeline.function,
+            maintenance_function=maintenance.function,
+            maintenance_hours=SCHEDULE_HOURS,
             dead_letter_queue=data.dead_letter_queue,
             state_machine=pipeline.state_machine,
             search_domain=search.domain,
@@ -325,7 +351,7 @@ class LearnrecStack(Stack):
 
         self.serving, self.ingest, self.pipeline = serving, ingest, pipeline
         self.data, self.search, self.observability = data, search, observability
-        self.migrations = migrations
+        self.migrations, self.maintenance = migrations, maintenance
         for name, value, description in (
             ("ApiUrl", serving.url, "base URL of the recommendations API"),
             ("DataBucket", bucket.bucket_name, "events/, models/ and pipeline/ prefixes"),

@@ -52,6 +52,11 @@ class DeadLetter:
 Hash = Callable[[str], str]
 
 
+PLAIN_FIELDS = frozenset({"content_id", "event_type", "value", "ts", "recommendation_id"})
+"""Event fields kept as sent in a dead letter: they name items, kinds and times, not people."""
+STORED_ENVELOPE = "stored"
+
+
 def redacted_payload(data: bytes | None, hash_id: Hash) -> dict[str, Any] | None:
     """The payload as a JSON object with its ids hashed, or None when it is not one.
 
@@ -59,7 +64,10 @@ def redacted_payload(data: bytes | None, hash_id: Hash) -> dict[str, Any] | None
     (malformed JSON, an array, bytes that are not UTF-8 or not base64) might hold a raw
     id anywhere in it, so it is not kept. A string id is stripped first, as validation
     strips it, so a dead letter's hash matches the archive's; an id that is not a string
-    (a number, say) is hashed in its JSON form: it is still the learner's id.
+    (a number, say) is hashed in its JSON form: it is still the learner's id. Free-form
+    values (``context``, fields an event does not have) may hold an id too: only their
+    names and sizes are kept. A pseudonymised record's ids (``{"stored": {...}}``) are
+    hashed already and kept as they are.
     """
     if data is None:
         return None
@@ -69,11 +77,27 @@ def redacted_payload(data: bytes | None, hash_id: Hash) -> dict[str, Any] | None
         return None
     if not isinstance(value, dict):
         return None
-    for name in ID_FIELDS:
-        if name in value and value[name] is not None:
-            item = value[name]
-            value[name] = hash_id(item.strip() if isinstance(item, str) else _json(item))
-    return value
+    inner = value.get(STORED_ENVELOPE)
+    if len(value) == 1 and isinstance(inner, dict):
+        return {STORED_ENVELOPE: _redacted(inner, None)}
+    return _redacted(value, hash_id)
+
+
+def _redacted(value: dict[str, Any], hash_id: Hash | None) -> dict[str, Any]:
+    """``hash_id`` None: the ids are hashed already (only strings are kept as they are)."""
+    out: dict[str, Any] = {}
+    for name, item in value.items():
+        if name in ID_FIELDS and item is not None:
+            if hash_id is None and isinstance(item, str):
+                out[name] = item
+            else:
+                hashed = hash_id or (lambda x: "(not a hashed id)")
+                out[name] = hashed(item.strip() if isinstance(item, str) else _json(item))
+        elif name in PLAIN_FIELDS and not isinstance(item, (dict, list)):
+            out[name] = item
+        else:
+            out[name] = {"withheld": "free-form: it may hold a raw id", "bytes": len(_json(item))}
+    return out
 
 
 def _json(value: Any) -> str:

@@ -6,6 +6,7 @@ from typing import Any
 
 from aws_cdk.assertions import Match, Template
 
+from learnrec.events.dead_letter import DEAD_LETTER_PREFIX
 from learnrec.stages import EVENTS_PREFIX
 
 from .conftest import Synthesized
@@ -59,6 +60,11 @@ def test_data_bucket_versioned_with_event_retention(each_stage: Synthesized) -> 
     assert events["ExpirationInDays"] == 90
     assert events["NoncurrentVersionExpiration"] == {"NoncurrentDays": 1}
     assert events["Status"] == "Enabled"
+    # Dead letters are kept no longer than an investigation and a replay need.
+    dead_letters = rules["dead-letter-payloads"]
+    assert dead_letters["Prefix"] == DEAD_LETTER_PREFIX
+    assert dead_letters["ExpirationInDays"] == 14
+    assert dead_letters["NoncurrentVersionExpiration"] == {"NoncurrentDays": 1}
     # Model bundles are never expired, only their superseded versions, after a year.
     models = rules["model-bundle-history"]
     assert "ExpirationInDays" not in models
@@ -73,7 +79,7 @@ def test_stream_queue_and_secrets_encrypted(each_stage: Synthesized) -> None:
     )
     template.has_resource_properties(
         "AWS::SQS::Queue",
-        {"SqsManagedSseEnabled": True, "MessageRetentionPeriod": 14 * 24 * 3600},
+        {"SqsManagedSseEnabled": True, "MessageRetentionPeriod": 7 * 24 * 3600},
     )
     names = each_stage.config.names
     for name in (names.jwt_secret, names.user_id_hash_secret):

@@ -58,7 +58,12 @@ def test_functions_and_jobs_connect_to_the_proxy_endpoint(each_stage: Synthesize
         f["Properties"].get("FunctionName"): f["Properties"]
         for f in each_stage.resources("AWS::Lambda::Function").values()
     }
-    for name in (names.api_function, names.ingest_function, names.pipeline_function):
+    for name in (
+        names.api_function,
+        names.ingest_function,
+        names.pipeline_function,
+        names.maintenance_function,
+    ):
         env = functions[name]["Environment"]["Variables"]
         assert env["DATABASE_HOST"] == endpoint, name
         assert env["DATABASE_SECRET_ARN"]

@@ -8,7 +8,11 @@ function; ``build_dataset``, ``train_retrieval``, ``build_index``, ``train_ranki
 uploads the runner does in SageMaker's place, also in the job role), then the API
 handler configured as the stack configures it (model store in S3, keys in Secrets
 Manager, events to Kinesis) on every kind of route, then the ingest handler fed by the
-local event source mapping, which in AWS reads the stream with the function's role.
+local event source mapping, which in AWS reads the stream with the function's role, then
+the maintenance handler and one more sweep a day later (in a versioned bucket, as the
+stack makes it), so erasure rewrites and deletes archive objects, spilled dead letters,
+queue messages and bundle vocabularies, and retention deletes an old bundle and the
+finished runs' learner-level data.
 Jobs, the pipeline function and the API use OpenSearch as they do in AWS, on one
 recorded in-memory cluster (``tests/iam/search.py``).
 
@@ -39,16 +43,21 @@ from iam.search import ENDPOINT, use_shared_cluster
 from iam.template import Template
 
 from learnrec.benchmark.ingest import _environment, load_handler
-from learnrec.config import get_settings
+from learnrec.bundle import SPACE_FILE
+from learnrec.config import Settings, get_settings
+from learnrec.identity import UserIdHasher, user_id_hash_key
 from learnrec.local.aws import LocalAws, create_resources, local_environment
 from learnrec.local.poller import KinesisPoller
 from learnrec.pipeline.definition import Mode, Step, StepKind, job_name, steps_for
 from learnrec.pipeline.local import LocalRunner, run_pipeline
+from learnrec.privacy.maintenance import run_maintenance
 from learnrec.serving.auth import generate_key_pair
-from learnrec.stages import ResourceNames
-from learnrec.storage import CatalogStore, make_engine
+from learnrec.serving.model_store import POINTER_FILE, Pointer
+from learnrec.stages import MODELS_PREFIX, ResourceNames
+from learnrec.storage import CatalogStore, PrivacyStore, make_engine
 
 from .conftest import ACCOUNT, REGION, Synthesized
+from .test_maintenance import ROLE as MAINTENANCE_ROLE
 
 pytestmark = pytest.mark.training
 
@@ -60,6 +69,7 @@ ROLES = {
     "pipeline": "RetrainPipelineRole",
     "job": "JobsRole",
     "sagemaker": "JobsRole",
+    "maintenance": MAINTENANCE_ROLE,
 }
 
 
@@ -175,6 +185,88 @@ def _ingest(recorder: Recorder, names: ResourceNames, catalog: str, queue_url: s
         assert poller.drain() == 2
 
 
+# A bundle version older than retention keeps (learnrec.bundle.new_version's format).
+OLD_VERSION = "20200101T000000Z"
+
+
+@dataclass
+class LambdaContext:
+    """What the maintenance handler and Powertools read of Lambda's context object."""
+
+    function_name: str = "learnrec-dev-maintenance"
+    memory_limit_in_mb: int = 1024
+    invoked_function_arn: str = (
+        f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:learnrec-dev-maintenance"
+    )
+    aws_request_id: str = "5a1e5a1e-0000-4000-8000-000000000001"
+
+    def get_remaining_time_in_millis(self) -> int:
+        return 15 * 60 * 1000
+
+
+def _erasures(names: ResourceNames, catalog: str, queue_url: str) -> None:
+    """Setup, not recorded: two erased learners with data in every store the sweeps visit.
+
+    The learner the API recorded events for (hashed, as in AWS), in the archive the
+    ingest function wrote, in a spilled dead letter and a queue message; and a learner of
+    the trained bundles (the sample archive holds the sample's ids as they are), in the
+    active bundle and in a copy of it old enough for retention to delete.
+    """
+    import boto3
+
+    s3, bucket = boto3.client("s3"), names.data_bucket
+    s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+    settings = Settings(user_id_hash_secret_id=names.user_id_hash_secret)
+    hasher = UserIdHasher(user_id_hash_key(settings, boto3.client("secretsmanager")))
+    learner = hasher("iam-learner")
+    pointer_key = f"{MODELS_PREFIX}{POINTER_FILE}"
+    pointer = Pointer.from_json(
+        json.loads(s3.get_object(Bucket=bucket, Key=pointer_key)["Body"].read())
+    )
+    active = f"{MODELS_PREFIX}versions/{pointer.active}/"
+    space = json.loads(s3.get_object(Bucket=bucket, Key=active + SPACE_FILE)["Body"].read())
+    trained = space["users"][0]
+    for entry in s3.list_objects_v2(Bucket=bucket, Prefix=active)["Contents"]:
+        copy = entry["Key"].replace(f"/{pointer.active}/", f"/{OLD_VERSION}/")
+        s3.copy_object(Bucket=bucket, Key=copy, CopySource={"Bucket": bucket, "Key": entry["Key"]})
+    spilled = json.dumps({"partition_key_hash": hasher(learner)}) + "\n" + '{"other": 1}\n'
+    s3.put_object(Bucket=bucket, Key="dead-letters/iam/spilled.json", Body=spilled.encode())
+    boto3.client("sqs").send_message(
+        QueueUrl=queue_url, MessageBody=json.dumps({"partition_key_hash": hasher(learner)})
+    )
+    privacy = PrivacyStore(make_engine(catalog))
+    for user_id in (learner, trained):
+        privacy.erase_learner(user_id)
+
+
+def _maintain(recorder: Recorder, names: ResourceNames, catalog: str, queue_url: str) -> None:
+    """The maintenance handler as the stack configures it, then a sweep a day later: the
+    erasures are past their grace period and the pipeline runs long finished."""
+    _erasures(names, catalog, queue_url)
+    env = {
+        "DATABASE_URL": catalog,
+        "S3_BUCKET": names.data_bucket,
+        "MODEL_STORE": names.model_store_url,
+        "DEAD_LETTER_QUEUE_URL": queue_url,
+        "USER_ID_HASH_SECRET_ID": names.user_id_hash_secret,
+        "EVENT_RETENTION_DAYS": "90",
+        "POWERTOOLS_SERVICE_NAME": "maintenance",
+        "POWERTOOLS_METRICS_NAMESPACE": "learnrec",
+        "POWERTOOLS_TRACE_DISABLED": "true",
+    }
+    with _environment(env), recorder.acting_as("maintenance"):
+        handler = load_handler(REPO / "functions" / "maintenance" / "handler.py").handler
+        first = handler({"source": "aws.events"}, LambdaContext())
+        later = run_maintenance(now=datetime.fromisoformat(first["at"]) + timedelta(days=1))
+    assert first["erasure"]["bundles_unlinked"] >= 1, first
+    assert OLD_VERSION in first["retention"]["bundles_deleted"], first
+    erasure = later["erasure"]
+    assert erasure["complete"] and erasure["learners"] == 2, later
+    assert erasure["objects_deleted"] and erasure["objects_rewritten"], later
+    assert erasure["queue_messages_deleted"] == 1, later
+    assert later["retention"]["run_objects_deleted"], later
+
+
 @pytest.fixture(scope="module")
 def recorded(
     local_aws_server: LocalAws, tmp_path_factory: pytest.TempPathFactory
@@ -218,6 +310,7 @@ def recorded(
                 runs.append((mode, outcome.run.run_id))
             _serve(recorder, names, catalog, items)
             _ingest(recorder, names, catalog, resources["dead_letter_queue_url"])
+            _maintain(recorder, names, catalog, resources["dead_letter_queue_url"])
         finally:
             recorder.uninstall()
             get_settings.cache_clear()
@@ -269,6 +362,14 @@ def test_the_flows_made_the_calls_this_test_is_about(recorded: Recording) -> Non
         ("ingest", "s3", "PutObject"),
         ("ingest", "sqs", "SendMessageBatch"),
         ("ingest", "secretsmanager", "GetSecretValue"),
+        ("maintenance", "secretsmanager", "GetSecretValue"),
+        ("maintenance", "s3", "GetObject"),
+        ("maintenance", "s3", "PutObject"),
+        ("maintenance", "s3", "DeleteObject"),
+        ("maintenance", "s3", "ListObjectVersions"),
+        ("maintenance", "sqs", "ReceiveMessage"),
+        ("maintenance", "sqs", "DeleteMessageBatch"),
+        ("maintenance", "sqs", "ChangeMessageVisibilityBatch"),
     ]:
         seen = sorted({(c.principal, c.service, c.operation) for c in recorded.calls})
         assert recorded.made(principal, service, operation), (principal, service, operation, seen)
@@ -281,11 +382,14 @@ def test_every_recorded_call_is_allowed_by_its_role(dev: Synthesized, recorded: 
     )
 
 
-def _without_ingest_event_puts(template: dict[str, Any]) -> dict[str, Any]:
-    """The template minus the grant of s3:PutObject on events/* to the ingest role."""
+def _without_grant(
+    template: dict[str, Any], principal: str, action: str, resource_part: str
+) -> dict[str, Any]:
+    """The template minus the one grant of ``action`` on resources containing
+    ``resource_part`` to the principal's role."""
     changed = copy.deepcopy(template)
     resolved = Template(changed, ACCOUNT, REGION)
-    role = resolved.role_id(ROLES["ingest"])
+    role = resolved.role_id(ROLES[principal])
     removed = 0
     for resource in changed["Resources"].values():
         properties = resource.get("Properties", {})
@@ -296,10 +400,10 @@ def _without_ingest_event_puts(template: dict[str, Any]) -> dict[str, Any]:
             actions = statement["Action"]
             resources = statement["Resource"]
             resources = resources if isinstance(resources, list) else [resources]
-            events = [r for r in resources if "/events/*" in json.dumps(r)]
-            if "s3:PutObject" not in actions or not events:
+            matched = [r for r in resources if resource_part in json.dumps(r)]
+            if action not in actions or not matched:
                 continue
-            kept = [r for r in resources if r not in events]
+            kept = [r for r in resources if r not in matched]
             if kept:
                 statement["Resource"] = kept
             else:
@@ -313,16 +417,40 @@ def _key(decision: Decision) -> tuple[str, str, str]:
     return decision.role, decision.request.action, decision.request.resource
 
 
-def test_removing_one_grant_is_caught(dev: Synthesized, recorded: Recording) -> None:
+@pytest.mark.parametrize(
+    ("principal", "granted", "resource_part", "denied_action", "denied_prefix"),
+    [
+        ("ingest", "s3:PutObject", "/events/*", "s3:PutObject", "events/"),
+        # The retention sweep's deletes of finished runs' datasets (every version).
+        (
+            "maintenance",
+            "s3:DeleteObject*",
+            "/pipeline/*/dataset/*",
+            "s3:DeleteObjectVersion",
+            "pipeline/",
+        ),
+    ],
+)
+def test_removing_one_grant_is_caught(
+    dev: Synthesized,
+    recorded: Recording,
+    principal: str,
+    granted: str,
+    resource_part: str,
+    denied_action: str,
+    denied_prefix: str,
+) -> None:
     before = {_key(d) for d in denials(dev.template, recorded)}
-    after = denials(_without_ingest_event_puts(dev.template), recorded)
+    changed = _without_grant(dev.template, principal, granted, resource_part)
+    after = denials(changed, recorded)
     denied = [d for d in after if _key(d) not in before]
     assert denied
     dev_bucket = ResourceNames("dev", ACCOUNT, REGION).data_bucket
+    role = Template(dev.template, ACCOUNT, REGION).role_id(ROLES[principal])
     for decision in denied:
-        assert decision.role == Template(dev.template, ACCOUNT, REGION).role_id("IngestRole")
-        assert decision.request.action == "s3:PutObject"
-        assert decision.request.resource.startswith(f"arn:aws:s3:::{dev_bucket}/events/")
+        assert decision.role == role
+        assert decision.request.action == denied_action
+        assert decision.request.resource.startswith(f"arn:aws:s3:::{dev_bucket}/{denied_prefix}")
         assert decision.result == "ImplicitlyDenied"
 
 

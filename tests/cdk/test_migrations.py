@@ -80,7 +80,12 @@ def test_database_first_then_migration_then_functions(each_stage: Synthesized) -
     }
     assert database and database <= _depends_on(schema)
     names = each_stage.config.names
-    for name in (names.api_function, names.ingest_function, names.pipeline_function):
+    for name in (
+        names.api_function,
+        names.ingest_function,
+        names.pipeline_function,
+        names.maintenance_function,
+    ):
         function = _logical_id(each_stage, "AWS::Lambda::Function", FunctionName=name)
         assert key in _depends_on(resources[function]), name
     # ... and so their published versions (the API's canary alias) come after it too.

@@ -110,13 +110,21 @@ def test_fallback_throttle_search_and_aurora_alarms(each_stage: Synthesized) -> 
         for m in throttles["Metrics"]
         if "MetricStat" in m
     }
-    assert _metric_names(throttles) == {"Throttles"} and len(functions) == 3
+    assert _metric_names(throttles) == {"Throttles"} and len(functions) == 4
     lambdas = each_stage.resources("AWS::Lambda::Function")
     names = each_stage.config.names
     assert {lambdas[f]["Properties"]["FunctionName"] for f in functions} == {
         names.api_function,
         names.ingest_function,
         names.pipeline_function,
+        names.maintenance_function,
+    }
+
+    maintenance = alarms[prefix + "MaintenanceFailed"]
+    assert maintenance["EvaluationPeriods"] == maintenance["DatapointsToAlarm"] == 2
+    assert _metric_names(maintenance) == {"Errors", "erasure_incomplete"}
+    assert {m["MetricStat"]["Period"] for m in maintenance["Metrics"] if "MetricStat" in m} == {
+        6 * 3600
     }
     throttled = alarms[prefix + "ApiThrottled"]
     assert throttled["Threshold"] == t.throttled_requests

@@ -99,9 +99,11 @@ def test_each_step_kind_uses_its_integration(prod: Synthesized) -> None:
 
 def test_schedules_follow_the_stage(each_stage: Synthesized) -> None:
     config = each_stage.config
+    (machine,) = each_stage.resources("AWS::StepFunctions::StateMachine")
     rules = {
         r["Properties"]["ScheduleExpression"]: r["Properties"]
         for r in each_stage.resources("AWS::Events::Rule").values()
+        if r["Properties"]["Targets"][0]["Arn"] == {"Ref": machine}
     }
     expected = {
         config.schedules.full_retrain: {"mode": "full"},

@@ -153,7 +153,12 @@ def test_functions_run_python312_in_the_vpc_with_settings(prod: Synthesized) -> 
         f["Properties"].get("FunctionName"): f["Properties"]
         for f in prod.resources("AWS::Lambda::Function").values()
     }
-    for name in (names.api_function, names.ingest_function, names.pipeline_function):
+    for name in (
+        names.api_function,
+        names.ingest_function,
+        names.pipeline_function,
+        names.maintenance_function,
+    ):
         props = functions[name]
         assert props["Runtime"] == "python3.12"
         assert props["Architectures"] == ["x86_64"]

@@ -46,6 +46,9 @@ from learnrec.storage.migrate import upgrade
 # A trace id as Lambda sets it for a sampled invocation.
 TRACE_ID = "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1"
 DIRECT_USER = "raw-learner-direct"  # sent straight to Kinesis, not through the API
+# Free-form values are withheld from dead letters (name and size kept): only very many of
+# them make one too big for a queue message, so that it is kept in the bucket.
+MANY_FIELDS = {f"extra_{n:05d}": n for n in range(6000)}
 
 
 def _scan(texts: dict[str, str], needles: set[str]) -> dict[str, list[str]]:
@@ -188,7 +191,12 @@ def test_the_event_path_stores_logs_and_traces_no_raw_id(
     records = [
         direct,  # valid
         {**direct, "event_id": f"{DIRECT_USER}-0002", "event_type": "teleport"},  # invalid
-        {**direct, "event_id": f"{DIRECT_USER}-0003", "context": {"blob": "x" * 250_000}},
+        {
+            **direct,
+            "event_id": f"{DIRECT_USER}-0003",
+            "context": {"blob": "x" * 250_000},
+            **MANY_FIELDS,
+        },
     ]
     data = [json.dumps(r).encode() for r in records]
     data.append(b'{"user_id": "' + DIRECT_USER.encode() + b'", "content_id": ')  # malformed

@@ -68,8 +68,14 @@ def _missing(call: Call) -> bool:
     return call.status == 404 or call.error in ("NoSuchKey", "404")
 
 
+def _versioned(action: str, call_or_object: Call | dict[str, str]) -> str:
+    """An object action on one version of the key is a separate action (``...Version``)."""
+    params = call_or_object.params if isinstance(call_or_object, Call) else call_or_object
+    return f"{action}Version" if params.get("VersionId") else action
+
+
 def s3_read(call: Call, target: Target) -> list[Request]:
-    requests = [Request("s3:GetObject", _object(call, target))]
+    requests = [Request(_versioned("s3:GetObject", call), _object(call, target))]
     if _missing(call):
         # Without s3:ListBucket, S3 answers 403 for a missing key instead of 404, and
         # code that treats "not there yet" as normal (the active pointer) breaks.
@@ -81,13 +87,21 @@ def s3_put(call: Call, target: Target) -> list[Request]:
     return [Request("s3:PutObject", _object(call, target))]
 
 
-def s3_list(call: Call, target: Target) -> list[Request]:
+def s3_list(call: Call, target: Target, action: str = "s3:ListBucket") -> list[Request]:
     context: dict[str, str | list[str]] = {}
     if call.params.get("Prefix"):
         context["s3:prefix"] = call.params["Prefix"]
     if call.params.get("Delimiter"):
         context["s3:delimiter"] = call.params["Delimiter"]
-    return [Request("s3:ListBucket", _bucket(call, target), context)]
+    return [Request(action, _bucket(call, target), context)]
+
+
+def s3_list_versions(call: Call, target: Target) -> list[Request]:
+    return s3_list(call, target, "s3:ListBucketVersions")
+
+
+def s3_delete(call: Call, target: Target) -> list[Request]:
+    return [Request(_versioned("s3:DeleteObject", call), _object(call, target))]
 
 
 def s3_copy(call: Call, target: Target) -> list[Request]:
@@ -102,8 +116,10 @@ def s3_copy(call: Call, target: Target) -> list[Request]:
 
 
 def s3_delete_many(call: Call, target: Target) -> list[Request]:
-    keys = [o["Key"] for o in call.params.get("Delete", {}).get("Objects", [])]
-    return [Request("s3:DeleteObject", _object(call, target, key)) for key in keys]
+    objects = call.params.get("Delete", {}).get("Objects", [])
+    return [
+        Request(_versioned("s3:DeleteObject", o), _object(call, target, o["Key"])) for o in objects
+    ]
 
 
 def _stream(call: Call, target: Target) -> str:
@@ -207,11 +223,12 @@ MAPPINGS: dict[tuple[str, str], Mapper] = {
     ("s3", "AbortMultipartUpload"): lambda c, t: [
         Request("s3:AbortMultipartUpload", _object(c, t))
     ],
-    ("s3", "DeleteObject"): lambda c, t: [Request("s3:DeleteObject", _object(c, t))],
+    ("s3", "DeleteObject"): s3_delete,
     ("s3", "DeleteObjects"): s3_delete_many,
     ("s3", "CopyObject"): s3_copy,
     ("s3", "ListObjectsV2"): s3_list,
     ("s3", "ListObjects"): s3_list,
+    ("s3", "ListObjectVersions"): s3_list_versions,
     ("s3", "HeadBucket"): lambda c, t: [Request("s3:ListBucket", _bucket(c, t))],
     ("kinesis", "PutRecord"): kinesis("PutRecord"),
     ("kinesis", "PutRecords"): kinesis("PutRecords"),
@@ -224,6 +241,11 @@ MAPPINGS: dict[tuple[str, str], Mapper] = {
     ("sqs", "SendMessageBatch"): sqs("SendMessage"),
     ("sqs", "GetQueueUrl"): sqs("GetQueueUrl"),
     ("sqs", "GetQueueAttributes"): sqs("GetQueueAttributes"),
+    ("sqs", "ReceiveMessage"): sqs("ReceiveMessage"),
+    ("sqs", "DeleteMessage"): sqs("DeleteMessage"),
+    ("sqs", "DeleteMessageBatch"): sqs("DeleteMessage"),
+    ("sqs", "ChangeMessageVisibility"): sqs("ChangeMessageVisibility"),
+    ("sqs", "ChangeMessageVisibilityBatch"): sqs("ChangeMessageVisibility"),
     ("secretsmanager", "GetSecretValue"): secrets("GetSecretValue"),
     ("secretsmanager", "DescribeSecret"): secrets("DescribeSecret"),
     ("sagemaker", "CreateModelPackage"): create_model_package,

@@ -38,6 +38,7 @@ CHILD_DIR = Path(__file__).resolve().parent / "child"
 RESOURCE_PARAMS = (
     "Bucket",
     "Key",
+    "VersionId",
     "Prefix",
     "Delimiter",
     "CopySource",
@@ -90,7 +91,12 @@ def _resource_params(params: dict[str, Any]) -> dict[str, Any]:
             continue
         value = params[name]
         if name == "Delete":
-            value = {"Objects": [{"Key": o["Key"]} for o in value.get("Objects", [])]}
+            value = {
+                "Objects": [
+                    {k: o[k] for k in ("Key", "VersionId") if k in o}
+                    for o in value.get("Objects", [])
+                ]
+            }
         kept[name] = value
     # CloudWatch: the namespace of each datum is the call's; nothing else matters.
     return kept

@@ -196,14 +196,19 @@ def test_bad_input_of_every_kind_goes_to_the_queue_with_its_reason(env: Env) -> 
 
 
 def test_a_payload_too_big_for_sqs_is_kept_in_the_bucket(env: Env) -> None:
-    big = json.dumps(event(1, context={"blob": "y" * 300_000})).encode()
+    # Free-form values are withheld (name and size kept), so only very many of them make
+    # a payload too big for a queue message.
+    extra = {f"field_{n:05d}": n for n in range(6000)}
+    big = json.dumps({**event(1, context={"blob": "y" * 300_000}), **extra}).encode()
     batch = records([big])
     assert env.ingestor.process(batch).dead_lettered == 1
     (letter,) = env.dead_letters()
     assert letter["reason"] == "oversized" and "payload" not in letter
-    kept = env.s3.get_object(Bucket=BUCKET, Key=letter["payload_s3_key"])["Body"].read()
-    assert json.loads(kept) == {**json.loads(big), "user_id": hash_user_id("u1", KEY)}
-    assert letter["payload_bytes"] == len(kept)
+    kept = json.loads(env.s3.get_object(Bucket=BUCKET, Key=letter["payload_s3_key"])["Body"].read())
+    assert kept["user_id"] == hash_user_id("u1", KEY)
+    assert kept["context"] == {"withheld": "free-form: it may hold a raw id", "bytes": 300_011}
+    assert kept["field_00007"]["withheld"] and "y" * 100 not in json.dumps(kept)
+    assert letter["payload_bytes"] == len(json.dumps(kept, separators=(",", ":")))
 
 
 def test_dead_letters_hold_no_raw_id(env: Env) -> None:
@@ -226,6 +231,10 @@ def test_dead_letters_hold_no_raw_id(env: Env) -> None:
     assert first["user_id"] == hash_user_id(raw, KEY)  # stripped, as the archive's is
     assert first["event_id"] == hash_user_id(f"{raw}-1", KEY)
     assert first["session_id"] == hash_user_id(f"{raw}-s", KEY)
+    # A raw id inside a free-form value is not kept either.
+    hidden = event(2, event_type="teleport", context={"referred_by": raw})
+    assert env.ingestor.process(records([hidden], first_sequence=10)).dead_lettered == 1
+    assert raw not in json.dumps(env.dead_letters())
     assert first["event_type"] == "teleport" and first["content_id"] == "c1"  # kept to fix it
     assert second["user_id"] == hash_user_id("4711", KEY)
     assert second["event_id"] == hash_user_id(json.dumps([raw]), KEY)

@@ -1,0 +1,1 @@
+"""The scheduled maintenance Lambda function (a folder of its own, as its code asset)."""
