@@ -284,16 +284,7 @@ def create_app(context_factory: Callable[[], ServingContext], docs: bool | None 
     # The database went away after start-up: the same 503 as a database not there at start.
     async def _database_down(_: Request, error: Exception) -> JSONResponse:
         logger.warning("database unavailable: %s", error)
-        return JSONResponse(
-            {
-                "error": "service unavailable",
-                "detail": DATABASE_UNAVAILABLE,
-                "status": "not ready",
-                "not_ready": {"database": DATABASE_UNAVAILABLE},
-            },
-            status_code=503,
-            headers={"Retry-After": str(DATABASE_RETRY_AFTER_S)},
-        )
+        return _database_not_ready("database", DATABASE_UNAVAILABLE)
 
     for kind in DATABASE_DOWN:
         app.add_exception_handler(kind, _database_down)
@@ -302,16 +293,7 @@ def create_app(context_factory: Callable[[], ServingContext], docs: bool | None 
     @app.exception_handler(SchemaNotReadyError)
     async def _schema_not_ready(_: Request, error: SchemaNotReadyError) -> JSONResponse:
         logger.error("the database schema is not ready: %s", error)
-        return JSONResponse(
-            {
-                "error": "service unavailable",
-                "detail": SCHEMA_NOT_READY,
-                "status": "not ready",
-                "not_ready": {"database_schema": SCHEMA_NOT_READY},
-            },
-            status_code=503,
-            headers={"Retry-After": str(DATABASE_RETRY_AFTER_S)},
-        )
+        return _database_not_ready("database_schema", SCHEMA_NOT_READY)
 
     @app.exception_handler(DependencyUnavailableError)
     async def _dependency_down(_: Request, error: DependencyUnavailableError) -> JSONResponse:
@@ -621,6 +603,20 @@ def create_app(context_factory: Callable[[], ServingContext], docs: bool | None 
         return list_models(ctx, caller)
 
     return app
+
+
+def _database_not_ready(dependency: str, message: str) -> JSONResponse:
+    """The 503 for a database that cannot be used, in the readiness layer's shape."""
+    return JSONResponse(
+        {
+            "error": "service unavailable",
+            "detail": message,
+            "status": "not ready",
+            "not_ready": {dependency: message},
+        },
+        status_code=503,
+        headers={"Retry-After": str(DATABASE_RETRY_AFTER_S)},
+    )
 
 
 def _untracked(ctx: ServingContext, user_ids: set[str]) -> set[str]:

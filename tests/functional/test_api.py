@@ -7,6 +7,7 @@ Kinesis: the trained bundle from a small sample, the faiss index, SQLite, RS256 
 from __future__ import annotations
 
 import json
+import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -353,8 +354,9 @@ def test_erasure_removes_profile_and_history(api: Api) -> None:
 
 
 def newcomer(api: Api) -> list[dict[str, Any]]:
-    """What a learner never seen before is recommended."""
-    body = api.call("GET", "/recommend/newcomer", token=api.token("newcomer"))[1]
+    """What a learner never seen before (no profile, no history) is recommended."""
+    learner = f"first-visit-{uuid.uuid4().hex[:8]}"
+    body = api.call("GET", f"/recommend/{learner}", token=api.token(learner))[1]
     return list(body["items"])
 
 
