@@ -15,6 +15,8 @@ from typing import Any
 import pytest
 
 from e2e.conftest import Stack
+from learnrec.config import Settings
+from learnrec.identity import hash_user_id, user_id_hash_key
 
 # Waiting for the page is bounded, never a pass condition: generous, so a busy machine
 # only makes the test slower.
@@ -44,7 +46,8 @@ def _stream_events(stack: Stack) -> list[dict[str, Any]]:
         )["ShardIterator"]
         while iterator:
             response = stack.kinesis.get_records(ShardIterator=iterator, Limit=1000)
-            events.extend(json.loads(record["Data"]) for record in response["Records"])
+            # The API streams events as they are archived: {"stored": {...}}, ids hashed.
+            events.extend(json.loads(record["Data"])["stored"] for record in response["Records"])
             if not response["Records"]:
                 break
             iterator = response.get("NextShardIterator")
@@ -101,5 +104,6 @@ def test_pick_a_learner_open_a_recommendation_and_see_the_list_change(
     kinds = {(e["event_type"], e["content_id"]) for e in echoed}
     assert {("impression", cid) for cid in before} <= kinds
     assert ("click", clicked) in kinds and ("view", clicked) in kinds
-    assert {e["user_id"] for e in echoed} == {learner}
+    key = user_id_hash_key(Settings(user_id_hash_secret_id=stack.names.user_id_hash_secret))
+    assert {e["user_id"] for e in echoed} == {hash_user_id(learner, key)}
     assert stack.poller.handled >= len(echoed)
