@@ -112,16 +112,26 @@ class ErasureSweep:
             raise TimeBudgetExceededError
 
     def _sweep_objects(self, prefix: str, tokens: set[bytes], report: ErasureReport) -> None:
-        for key in _keys(self.s3, self.bucket, prefix):
+        """Every version of every object: the current one rewritten, older ones deleted.
+
+        An older version (a redelivered batch overwrote its object, or an object was
+        deleted) holds data as much as the current one does, so each is read too.
+        """
+        for key, version, latest in _versions(self.s3, self.bucket, prefix):
             self._check_time()
             report.objects_scanned += 1
-            body = self.s3.get_object(Bucket=self.bucket, Key=key)["Body"].read()
+            extra = {"VersionId": version} if version else {}
+            body = self.s3.get_object(Bucket=self.bucket, Key=key, **extra)["Body"].read()
             compressed = body[:2] == b"\x1f\x8b"
             text = gzip.decompress(body) if compressed else body
             kept, removed = without_learners(text, tokens)
             if not removed:
                 continue
             report.lines_removed += removed
+            if not latest:
+                self.s3.delete_object(Bucket=self.bucket, Key=key, VersionId=version)
+                report.object_versions_deleted += 1
+                continue
             if kept:
                 data = gzip.compress(kept, mtime=0) if compressed else kept
                 written = self.s3.put_object(Bucket=self.bucket, Key=key, Body=data)
@@ -132,7 +142,7 @@ class ErasureSweep:
                 report.objects_deleted += 1
                 keep_version = None
             report.object_versions_deleted += delete_other_versions(
-                self.s3, self.bucket, key, keep_version
+                self.s3, self.bucket, key, keep_version, only=version
             )
 
     # -- the dead-letter queue ----------------------------------------------------------
@@ -240,24 +250,46 @@ def _mentions(data: bytes, tokens: set[bytes]) -> bool:
 
 
 def _keys(s3: Any, bucket: str, prefix: str) -> Iterable[str]:
+    """Current objects only (bundles: their older versions are deleted as they are rewritten)."""
     for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
         for entry in page.get("Contents", []):
             yield str(entry["Key"])
 
 
-def delete_other_versions(s3: Any, bucket: str, key: str, keep: str | None) -> int:
+def _versions(s3: Any, bucket: str, prefix: str) -> Iterable[tuple[str, str | None, bool]]:
+    """(key, version id, is the current version) of every object version under ``prefix``.
+
+    Listed before any is changed, so a version this sweep writes is not read again.
+    """
+    found: list[tuple[str, str | None, bool]] = []
+    for page in s3.get_paginator("list_object_versions").paginate(Bucket=bucket, Prefix=prefix):
+        for entry in page.get("Versions", []):
+            version = entry.get("VersionId")
+            found.append(
+                (str(entry["Key"]), None if version == "null" else version, entry["IsLatest"])
+            )
+    return found
+
+
+def delete_other_versions(
+    s3: Any, bucket: str, key: str, keep: str | None, only: str | None = None
+) -> int:
     """Delete every version and delete marker of ``key`` but ``keep`` (None: all); the count.
 
     In a versioned bucket an overwritten or deleted object stays as a noncurrent version:
     erasing data means deleting those too. An unversioned bucket lists its one object as
-    version "null", which is what ``keep`` is after a write there.
+    version "null", which is what ``keep`` is after a write there. ``only``: delete just
+    that version (and delete markers), because the others were checked one by one.
     """
     deleted = 0
     pages = s3.get_paginator("list_object_versions").paginate(Bucket=bucket, Prefix=key)
     for page in pages:
-        for entry in [*page.get("Versions", []), *page.get("DeleteMarkers", [])]:
+        markers = [(m, True) for m in page.get("DeleteMarkers", [])]
+        for entry, marker in [*((v, False) for v in page.get("Versions", [])), *markers]:
             version = entry.get("VersionId")
             if entry["Key"] != key or version is None or version == keep:
+                continue
+            if only is not None and not marker and version != only:
                 continue
             s3.delete_object(Bucket=bucket, Key=key, VersionId=version)
             deleted += 1
