@@ -4,9 +4,10 @@
 (:class:`learnrec.storage.PrivacyStore`); this sweep, run on a schedule by the maintenance
 function, does the rest in bulk for every learner erased since it last finished:
 
-- **event archive** (``events/``) and **spilled dead letters** (``dead-letters/``): each
-  object is read and written again without the learner's lines (deleted when none is
-  left), and every older version of the key is deleted, since the bucket is versioned;
+- **event archive** (``events/``) and **spilled dead letters** (``dead-letters/``): every
+  version of every object is read (the bucket is versioned); the current one is written
+  again without the learner's lines (deleted when none is left), an older one that holds
+  them is deleted;
 - **dead-letter queue**: their messages are deleted, the others made visible again;
 - **model bundles** (``models/versions/``): the learner's hashed id is replaced in the
   bundle's user vocabulary by a placeholder that keeps the indices, so no model trained
