@@ -1,4 +1,5 @@
-"""``learnrec benchmark quality``: offline metrics of every model against popularity.
+"""``learnrec benchmark quality``: offline metrics of every model against popularity and
+the tuned classic baselines (EASE, implicit ALS).
 
 Writes ``metrics.json`` (the figures), ``report.md`` with plots (for people), and the
 trained model bundle under ``bundle/`` with its manifest, so a good run can be served.
@@ -88,7 +89,12 @@ def run_quality(
     write_manifest(
         bundle,
         version=new_version(),
-        parameters={"retrieval": retrieval["params"], "ranking": ranking["params"]},
+        parameters={
+            "retrieval": retrieval["params"],
+            "ranking": ranking["params"],
+            "item_regression": ranking.get("regression", {}),
+            "baselines": _chosen(metrics["baselines"]),
+        },
         metrics=metrics["models"],
         data={
             "dataset": dataset.name,
@@ -104,5 +110,24 @@ def run_quality(
         + ", ".join(f"{p['tower']} {p['max_abs_diff']:.2g}" for p in retrieval["parity"])
         + f"; ranker candidate recall {ranking['candidate_recall']:.3f}."
     )
+    notes.extend(_baseline_notes(metrics))
     write_report(out, metrics, result.score_samples, notes)
     return metrics
+
+
+def _chosen(baselines: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Each baseline's chosen hyperparameters, without the search that found them."""
+    return {name: {k: v for k, v in p.items() if k != "search"} for name, p in baselines.items()}
+
+
+def _baseline_notes(metrics: dict[str, Any]) -> list[str]:
+    notes = [
+        f"{name} tuned on a validation split of the training part: "
+        + ", ".join(f"{k} {v:g}" if isinstance(v, float) else f"{k} {v}" for k, v in params.items())
+        for name, params in _chosen(metrics.get("baselines", {})).items()
+    ]
+    notes.extend(
+        f"{name} not compared: {why}"
+        for name, why in metrics.get("baselines_unavailable", {}).items()
+    )
+    return notes

@@ -1,9 +1,11 @@
-"""Offline comparison of popularity, two-tower, and two-tower + ranker on held-out data.
+"""Offline comparison of popularity, EASE, ALS, two-tower, and two-tower + ranker on held-out data.
 
 The split is per learner; the training part is split again, the same way, into what
 the retrieval model learns from (``fit``) and what the ranker learns to find
 (``labels``). Evaluation then gives every model the learner's whole training history and
-asks for k items the learner has not engaged with yet, exactly as serving would.
+asks for k items the learner has not engaged with yet, exactly as serving would. The
+classic baselines (:mod:`learnrec.evaluation.baselines`) learn from the whole training
+part and tune themselves on a split of it, never on the test part.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import numpy as np
 from learnrec.bundle import SPACE_FILE, STATS_FILE
 from learnrec.data.dataset import Dataset, SplitName, split_interactions
 from learnrec.data.generator import click_probability
+from learnrec.evaluation.baselines import BASELINES, rank_baselines
 from learnrec.evaluation.metrics import evaluate_rankings
 from learnrec.features.ranking import ItemStats
 from learnrec.features.space import FeatureSpace
@@ -100,8 +103,9 @@ def evaluate_offline(
     retrieval_params: RetrievalParams | None = None,
     ranker_params: RankerParams | None = None,
     progress: bool = True,
+    baseline_names: tuple[str, ...] = BASELINES,
 ) -> OfflineResult:
-    """Train both models on the training part and score all three on the test part."""
+    """Train every model on the training part and score them all on the test part."""
     timings: dict[str, float] = {}
     ranker_params = ranker_params or RankerParams(seed=seed)
     retrieval_params = retrieval_params or RetrievalParams(seed=seed)
@@ -131,17 +135,24 @@ def evaluate_offline(
     two_tower, reranked = ranked.retrieval, ranked.reranked
     popular = popularity_ranking(train, histories, users, k)
     timings["evaluate"] = round(time.perf_counter() - started, 3)
+    baselines = rank_baselines(
+        train, list(dataset.items["content_id"]), users, k, split, seed, names=baseline_names
+    )
+    timings.update({f"baseline_{name}": s for name, s in baselines.timings_s.items()})
 
     catalog_size = len(dataset.items)
+    lists = {
+        "popularity": popular,
+        **baselines.rankings,
+        "two_tower": two_tower,
+        "two_tower_ranker": reranked,
+    }
     models = {
-        "popularity": evaluate_rankings(popular, relevant, k, catalog_size),
-        "two_tower": evaluate_rankings(two_tower, relevant, k, catalog_size),
-        "two_tower_ranker": evaluate_rankings(reranked, relevant, k, catalog_size),
+        name: evaluate_rankings(recs, relevant, k, catalog_size) for name, recs in lists.items()
     }
     for result in models.values():
         result.pop("users", None)
     if dataset.truth is not None:
-        lists = {"popularity": popular, "two_tower": two_tower, "two_tower_ranker": reranked}
         ctr = {name: simulated_ctr(dataset.truth, recs, histories) for name, recs in lists.items()}
         for name, value in ctr.items():
             models[name]["simulated_ctr"] = value
@@ -159,6 +170,8 @@ def evaluate_offline(
         "n_items": catalog_size,
         "n_interactions": len(dataset.interactions),
         "models": models,
+        "baselines": baselines.params,
+        "baselines_unavailable": baselines.unavailable,
         "timings_s": timings,
     }
     samples = {

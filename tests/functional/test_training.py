@@ -37,7 +37,7 @@ REPO = Path(__file__).resolve().parents[2]
 def test_quality_benchmark_writes_metrics_report_and_bundle(quality_run: Path) -> None:
     metrics = json.loads((quality_run / "metrics.json").read_text())
     assert metrics["k"] == 5 and metrics["split"] == "stratified"
-    assert set(metrics["models"]) == {"popularity", "two_tower", "two_tower_ranker"}
+    assert set(metrics["models"]) == {"popularity", "ease", "als", "two_tower", "two_tower_ranker"}
     for name, values in metrics["models"].items():
         for key in ("precision@5", "recall@5", "ndcg@5", "map@5", "coverage@5", "simulated_ctr"):
             assert 0.0 <= values[key] <= 1.0, (name, key)
@@ -48,6 +48,13 @@ def test_quality_benchmark_writes_metrics_report_and_bundle(quality_run: Path) -
     assert (quality_run / "metrics.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     manifest = read_manifest(quality_run / "bundle")  # verifies every checksum
     assert {"user_tower.onnx", "item_tower.onnx", "ranker.ubj"} <= set(manifest["files"])
+    # The baselines' choices, made on a split of the training part, travel with the bundle.
+    chosen = manifest["parameters"]["baselines"]
+    assert chosen["ease"]["strength"] in {
+        s["strength"] for s in metrics["baselines"]["ease"]["search"]
+    }
+    assert {"factors", "regularization", "alpha", "iterations"} <= set(chosen["als"])
+    assert "ease tuned on a validation split" in report and "| als |" in report
 
 
 def test_learned_models_beat_popularity_on_structured_data(quality_run: Path) -> None:
