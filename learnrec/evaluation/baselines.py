@@ -8,8 +8,8 @@ from that training part, never from the test or gate data:
 - ``ease``: closed-form item regression (:mod:`learnrec.features.regression`), λ from
   a log grid.
 - ``als``: implicit's alternating least squares (CPU build), a seeded, time-bounded
-  search over factors, regularisation and confidence scaling; the number of iterations
-  is read off the same fits (each configuration is checked at several iterations).
+  coordinate search over factors, regularisation and confidence scaling; the number of
+  iterations is read off the same fits (each configuration is checked at several).
 
 Their choices travel with the metrics (``params``), so a report or a manifest says what
 was compared with.
@@ -33,11 +33,11 @@ if TYPE_CHECKING:
 
 BASELINES = ("ease", "als")
 VALIDATION_FRACTION = 0.2
-ALS_FACTORS = (16, 32, 64, 128)
-ALS_REGULARIZATION = (0.01, 0.1, 1.0, 10.0, 100.0)
-ALS_ALPHA = (1.0, 4.0, 16.0)
+ALS_FACTORS = (16, 32, 64, 128, 256)
+ALS_REGULARIZATION = (0.01, 0.1, 1.0, 10.0, 100.0, 1000.0)
+ALS_ALPHA = (1.0, 4.0, 16.0, 64.0)
 ALS_CHECKPOINTS = (5, 10, 15, 25)
-ALS_BUDGET_S = 60.0
+ALS_BUDGET_S = 90.0
 ALS_MIN_TRIALS = 4
 
 
@@ -144,27 +144,36 @@ def fit_als(
     k: int,
     seed: int,
     budget_s: float = ALS_BUDGET_S,
-    grid: Sequence[tuple[int, float, float]] | None = None,
+    axes: tuple[Sequence[int], Sequence[float], Sequence[float]] = (
+        ALS_FACTORS,
+        ALS_REGULARIZATION,
+        ALS_ALPHA,
+    ),
     checkpoints: Sequence[int] = ALS_CHECKPOINTS,
 ) -> Baseline:
-    """implicit ALS, configurations tried in a seeded order until ``budget_s`` is spent
-    (at least :data:`ALS_MIN_TRIALS`), the best refitted on all of ``data``."""
+    """implicit ALS tuned by coordinate search, the best refitted on all of ``data``.
+
+    From the middle of each axis (factors, regularisation, alpha), every value of one
+    axis is tried with the others held, the best kept, axis after axis, until a full
+    pass changes nothing or ``budget_s`` is spent (after at least
+    :data:`ALS_MIN_TRIALS` fits). It reaches the corners of the grid, where these
+    datasets often want to be, in a fraction of the grid's fits.
+    """
     fit, held = validation
     users = validation_rows(fit, held, seed)
-    configs = list(grid) if grid is not None else _als_grid(seed)
     stops = sorted(set(checkpoints))
     started = time.perf_counter()
     search: list[dict[str, Any]] = []
-    best: tuple[float, int, float, float, int] = (-1.0, *configs[0], stops[-1])
-    for trial, (factors, regularization, alpha) in enumerate(configs):
-        if trial >= ALS_MIN_TRIALS and time.perf_counter() - started > budget_s:
-            break
+    tried: dict[tuple[int, float, float], tuple[float, int]] = {}
+
+    def trial(config: tuple[int, float, float]) -> tuple[float, int]:
+        if config in tried:
+            return tried[config]
+        factors, regularization, alpha = config
         model = _als_model(factors, regularization, alpha, stops[-1], seed)
         found: dict[int, float] = {}
 
-        def check(
-            iteration: int, *_: Any, model: Any = model, found: dict[int, float] = found
-        ) -> None:
+        def check(iteration: int, *_: Any) -> None:
             if iteration + 1 in stops and len(users):
                 scores = model.user_factors[users] @ model.item_factors.T
                 found[iteration + 1] = ndcg_at_k(scores, fit[users], held[users], k)
@@ -180,9 +189,35 @@ def fit_als(
                     f"ndcg@{k}": round(ndcg, 6),
                 }
             )
-            if ndcg > best[0]:
-                best = (ndcg, factors, regularization, alpha, iterations)
-    _, factors, regularization, alpha, iterations = best
+        best_stop = max(found, key=lambda i: found[i]) if found else stops[-1]
+        tried[config] = (found.get(best_stop, -1.0), best_stop)
+        return tried[config]
+
+    def out_of_time() -> bool:
+        return len(tried) >= ALS_MIN_TRIALS and time.perf_counter() - started > budget_s
+
+    current: tuple[int, float, float] = (
+        axes[0][len(axes[0]) // 2],
+        axes[1][len(axes[1]) // 2],
+        axes[2][len(axes[2]) // 2],
+    )
+    trial(current)
+    changed = True
+    while changed and not out_of_time():
+        changed = False
+        for axis, values in enumerate(axes):
+            for value in values:
+                if out_of_time():
+                    break
+                candidate = list(current)
+                candidate[axis] = value
+                trial((int(candidate[0]), float(candidate[1]), float(candidate[2])))
+            line = [c for c in tried if all(c[a] == current[a] for a in range(3) if a != axis)]
+            best = max(line, key=lambda c: tried[c][0])
+            if tried[best][0] > tried[current][0]:
+                current, changed = best, True
+    factors, regularization, alpha = current
+    iterations = tried[current][1]
     final = _als_model(factors, regularization, alpha, iterations, seed)
     _fit_als(final, data.matrix)
     user_factors, item_factors = np.asarray(final.user_factors), np.asarray(final.item_factors)
@@ -191,19 +226,13 @@ def fit_als(
         "regularization": regularization,
         "alpha": alpha,
         "iterations": iterations,
-        "trials": len({(s["factors"], s["regularization"], s["alpha"]) for s in search}),
+        "trials": len(tried),
     }
 
     def score(_: sparse.csr_matrix, rows: np.ndarray) -> np.ndarray:
         return np.asarray(user_factors[rows] @ item_factors.T)
 
     return Baseline("als", params, score, search)
-
-
-def _als_grid(seed: int) -> list[tuple[int, float, float]]:
-    grid = [(f, r, a) for f in ALS_FACTORS for r in ALS_REGULARIZATION for a in ALS_ALPHA]
-    order = np.random.default_rng(seed).permutation(len(grid))
-    return [grid[i] for i in order]
 
 
 def top_k(

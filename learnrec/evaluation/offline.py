@@ -1,15 +1,19 @@
 """Offline comparison of popularity, EASE, ALS, two-tower, and two-tower + ranker on held-out data.
 
 The split is per learner; the training part is split again, the same way, into what
-the retrieval model learns from (``fit``) and what the ranker learns to find
-(``labels``). Evaluation then gives every model the learner's whole training history and
-asks for k items the learner has not engaged with yet, exactly as serving would. The
-classic baselines (:mod:`learnrec.evaluation.baselines`) learn from the whole training
-part and tune themselves on a split of it, never on the test part.
+the ranker learns to find (``labels``) and the rest (``fit``). The ranker's candidates
+come from cross-fitted retrieval models (each trained on everything but one fold of
+learners' labels), so the served retrieval model learns from the whole training part
+instead of leaving the ranker's answers out. Evaluation then gives every model the
+learner's whole training history and asks for k items the learner has not engaged with
+yet, exactly as serving would. The classic baselines (:mod:`learnrec.evaluation.baselines`)
+learn from the whole training part and tune themselves on a split of it, never on the
+test part.
 """
 
 from __future__ import annotations
 
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -17,20 +21,27 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from learnrec.bundle import SPACE_FILE, STATS_FILE
 from learnrec.data.dataset import Dataset, SplitName, split_interactions
 from learnrec.data.generator import click_probability
 from learnrec.evaluation.baselines import BASELINES, rank_baselines
 from learnrec.evaluation.metrics import evaluate_rankings
-from learnrec.features.ranking import ItemStats
+from learnrec.features.ranking import FEATURE_NAMES, ItemStats
 from learnrec.features.space import FeatureSpace
 from learnrec.ranking.model import Ranker, RankerParams
 from learnrec.training.inputs import Histories
-from learnrec.training.ranking import candidates_for, feature_matrix, train_ranking
+from learnrec.training.ranking import (
+    assign_folds,
+    candidates_for,
+    feature_matrix,
+    train_ranking,
+)
 from learnrec.training.retrieval import RetrievalParams, train_retrieval
 
 RANKER_FRACTION = 0.2
+CROSS_FIT_FOLDS = 3
 
 
 @dataclass
@@ -48,6 +59,8 @@ class BundleRankings:
     reranked: dict[str, list[str]]
     retrieval_scores: np.ndarray
     ranker_scores: np.ndarray
+    # Per ranking feature, each learner's top k by that feature alone, in both directions.
+    by_feature: dict[str, dict[str, list[str]]] = field(default_factory=dict)
 
 
 def rank_with_bundle(
@@ -58,9 +71,15 @@ def rank_with_bundle(
     k: int,
     candidates: int,
     progress: bool = False,
+    by_feature: bool = False,
 ) -> BundleRankings:
     """Retrieval, then the ranker, for each learner given their history, as serving
-    would; the one scoring loop offline evaluation and the pipeline's gate share."""
+    would; the one scoring loop offline evaluation and the pipeline's gate share.
+
+    ``by_feature`` also ranks the candidates by each ranking feature alone (highest
+    first as ``+name``, lowest first as ``-name``; missing values last), the check that
+    the ranker adds to its features rather than averaging them away.
+    """
     space = FeatureSpace.load(bundle_dir / SPACE_FILE)
     stats = ItemStats.load(bundle_dir / STATS_FILE)
     ranker = Ranker.load(bundle_dir)
@@ -69,6 +88,9 @@ def rank_with_bundle(
     retrieval: dict[str, list[str]] = {}
     reranked: dict[str, list[str]] = {}
     retrieval_scores, ranker_scores = [], []
+    single: dict[str, dict[str, list[str]]] = {}
+    if by_feature:
+        single = {f"{sign}{name}": {} for name in FEATURE_NAMES for sign in "+-"}
     for row, user in enumerate(users):
         valid = found[row] != 0
         items = found[row][valid]
@@ -78,11 +100,18 @@ def rank_with_bundle(
         order = np.argsort(-ranked, kind="stable")[:k]
         reranked[user] = [space.items.key(int(i)) for i in items[order]]
         ranker_scores.append(ranked[order])
+        for column, name in enumerate(FEATURE_NAMES) if by_feature else ():
+            values = blocks[row][:, column].astype(np.float64)
+            for sign, direction in (("+", -1.0), ("-", 1.0)):
+                keyed = np.where(np.isnan(values), np.inf, direction * values)
+                picks = np.argsort(keyed, kind="stable")[:k]
+                single[f"{sign}{name}"][user] = [space.items.key(int(i)) for i in items[picks]]
     return BundleRankings(
         retrieval,
         reranked,
         np.concatenate(retrieval_scores) if retrieval_scores else np.zeros(0),
         np.concatenate(ranker_scores) if ranker_scores else np.zeros(0),
+        single,
     )
 
 
@@ -104,6 +133,7 @@ def evaluate_offline(
     ranker_params: RankerParams | None = None,
     progress: bool = True,
     baseline_names: tuple[str, ...] = BASELINES,
+    cross_fit_folds: int = CROSS_FIT_FOLDS,
 ) -> OfflineResult:
     """Train every model on the training part and score them all on the test part."""
     timings: dict[str, float] = {}
@@ -112,25 +142,47 @@ def evaluate_offline(
     parts = split_interactions(dataset.interactions, split, test_fraction, seed)
     train, test = parts.train, parts.test
     inner = split_interactions(train, split, RANKER_FRACTION, seed + 1)
-    _timed(
-        timings,
-        "train_retrieval",
-        lambda: train_retrieval(dataset, inner.train, bundle_dir, retrieval_params, progress),
-    )
-    _timed(
-        timings,
-        "train_ranking",
-        lambda: train_ranking(
-            dataset, inner.train, inner.test, bundle_dir, bundle_dir, ranker_params, progress
-        ),
-    )
+    with tempfile.TemporaryDirectory(prefix="learnrec-folds-") as scratch:
+        fold_models: list[Path] = []
+        if cross_fit_folds > 1:
+            fold_of = assign_folds(
+                list(inner.test["user_id"].unique()), cross_fit_folds, ranker_params.seed
+            )
+            held_fold = inner.test["user_id"].map(fold_of).to_numpy()
+            for fold in range(cross_fit_folds):
+                fold_dir = Path(scratch) / f"fold{fold}"
+                fold_fit = pd.concat([inner.train, inner.test[held_fold != fold]])
+                started = time.perf_counter()
+                train_retrieval(dataset, fold_fit, fold_dir, retrieval_params, progress)
+                timings[f"train_retrieval_fold{fold}"] = round(time.perf_counter() - started, 3)
+                fold_models.append(fold_dir)
+        served = train if fold_models else inner.train
+        _timed(
+            timings,
+            "train_retrieval",
+            lambda: train_retrieval(dataset, served, bundle_dir, retrieval_params, progress),
+        )
+        _timed(
+            timings,
+            "train_ranking",
+            lambda: train_ranking(
+                dataset,
+                inner.train,
+                inner.test,
+                bundle_dir,
+                bundle_dir,
+                ranker_params,
+                progress,
+                fold_models,
+            ),
+        )
 
     started = time.perf_counter()
     relevant = {str(u): set(g) for u, g in test.groupby("user_id")["content_id"]}
     users = sorted(relevant)
     histories = Histories.of(train)
     ranked = rank_with_bundle(
-        bundle_dir, dataset, histories, users, k, ranker_params.candidates, progress
+        bundle_dir, dataset, histories, users, k, ranker_params.candidates, progress, True
     )
     two_tower, reranked = ranked.retrieval, ranked.reranked
     popular = popularity_ranking(train, histories, users, k)
@@ -152,6 +204,7 @@ def evaluate_offline(
     }
     for result in models.values():
         result.pop("users", None)
+    features_alone = _features_alone(ranked.by_feature, relevant, k, catalog_size)
     if dataset.truth is not None:
         ctr = {name: simulated_ctr(dataset.truth, recs, histories) for name, recs in lists.items()}
         for name, value in ctr.items():
@@ -172,6 +225,8 @@ def evaluate_offline(
         "models": models,
         "baselines": baselines.params,
         "baselines_unavailable": baselines.unavailable,
+        "ranker_features_alone": features_alone,
+        "cross_fit_folds": cross_fit_folds,
         "timings_s": timings,
     }
     samples = {
@@ -179,6 +234,34 @@ def evaluate_offline(
         "two_tower_ranker": ranked.ranker_scores,
     }
     return OfflineResult(metrics=metrics, score_samples=samples)
+
+
+def _features_alone(
+    by_feature: dict[str, dict[str, list[str]]],
+    relevant: dict[str, set[str]],
+    k: int,
+    catalog_size: int,
+) -> dict[str, dict[str, Any]]:
+    """NDCG@k of re-ranking the candidates by each feature alone, in its better direction.
+
+    The direction is picked on the test learners themselves, which flatters the single
+    features: a ranker that beats them all still adds something of its own.
+    """
+    metric = f"ndcg@{k}"
+    out: dict[str, dict[str, Any]] = {}
+    for name in FEATURE_NAMES:
+        found = {
+            sign: evaluate_rankings(by_feature[f"{sign}{name}"], relevant, k, catalog_size)[metric]
+            for sign in "+-"
+            if f"{sign}{name}" in by_feature
+        }
+        if found:
+            sign = max(found, key=lambda s: found[s])
+            out[name] = {
+                metric: found[sign],
+                "order": "highest first" if sign == "+" else "lowest first",
+            }
+    return out
 
 
 def popularity_ranking(

@@ -129,3 +129,13 @@ def test_the_gate_refuses_a_candidate_below_the_best_baseline() -> None:
     # Still compared with the active model after the baselines.
     active = decide("ndcg@10", {"ndcg@10": 0.41}, pop, {"ndcg@10": 0.45}, 0.01, "v1", baselines)
     assert not active.passed and "active model v1" in active.reason
+
+
+def test_ranker_folds_are_balanced_seeded_and_independent_of_order() -> None:
+    from learnrec.training.ranking import assign_folds
+
+    users = [f"u{i}" for i in range(10)]
+    folds = assign_folds(users, 3, seed=7)
+    assert folds == assign_folds(list(reversed(users)), 3, seed=7)
+    assert sorted(np.bincount(list(folds.values())).tolist()) == [3, 3, 4]
+    assert folds != assign_folds(users, 3, seed=8)
