@@ -183,3 +183,30 @@ def test_retrieval_job_reports_a_missing_channel(tmp_path: Path) -> None:
     )
     assert done.returncode == 2
     assert "SM_CHANNEL_TRAIN" in done.stderr
+
+
+def test_tower_settings_are_chosen_on_the_first_folds_held_out_labels(
+    tmp_path: Path, small_dataset: Dataset
+) -> None:
+    from functional.conftest import SMALL_RANKER, SMALL_RETRIEVAL
+    from learnrec.evaluation.offline import evaluate_offline
+
+    search = ({"l2": 1e-6, "temperature": 0.05}, {"l2": 1e-3, "temperature": 0.2})
+    result = evaluate_offline(
+        small_dataset,
+        tmp_path / "bundle",
+        k=5,
+        retrieval_params=SMALL_RETRIEVAL,
+        ranker_params=SMALL_RANKER,
+        progress=False,
+        baseline_names=(),
+        cross_fit_folds=2,
+        tower_search=search,
+    )
+    trials = result.metrics["retrieval_search"]
+    assert [(t["l2"], t["temperature"]) for t in trials] == [(1e-6, 0.05), (1e-3, 0.2)]
+    best = max(trials, key=lambda t: t["ndcg@5"])
+    served = json.loads((tmp_path / "bundle" / "retrieval.json").read_text())["params"]
+    assert (served["l2"], served["temperature"]) == (best["l2"], best["temperature"])
+    assert set(result.metrics["models"]) == {"popularity", "two_tower", "two_tower_ranker"}
+    assert set(result.metrics["ranker_features_alone"]) == set(FEATURE_NAMES)
