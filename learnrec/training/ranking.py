@@ -184,6 +184,7 @@ def train_ranking(
         "params": asdict(params),
         "features": list(FEATURE_NAMES),
         "groups": len(groups),
+        "rounds": ranker.num_boosted_rounds(),
         "rows": int(sum(groups)),
         "candidate_recall": recall_hits / max(1, recall_total),
         "cross_fitted_folds": len(fold_models),
