@@ -88,13 +88,8 @@ class _Spectrum:
     vectors: np.ndarray  # [N, r]
     exact: bool
 
-    def fit(self, strength: float) -> Regression:
-        shrink = 1.0 / (self.values + strength)
-        if self.exact:
-            inverse = (self.vectors * shrink) @ self.vectors.T
-            weights = -inverse / np.diag(inverse)[None, :]
-            np.fill_diagonal(weights, 0.0)
-            return Regression(strength, weights=weights.astype(np.float32))
+    def low_rank(self, strength: float) -> Regression:
+        """The low-rank regression (exact ones are refitted by :func:`_exact`)."""
         factors, scale = self._factors(strength)
         return Regression(strength, factors=factors, scale=scale)
 
@@ -129,6 +124,15 @@ def _spectrum(engaged: sparse.csr_matrix, exact_max_items: int, rank: int, seed:
     r = max(1, min(rank, n - 1, engaged.shape[0] - 1))
     _, singular, vt = randomized_svd(engaged.astype(np.float64), r, n_iter=5, random_state=seed)
     return _Spectrum(singular.astype(np.float64) ** 2, vt.T.astype(np.float64), exact=False)
+
+
+def _exact(engaged: sparse.csr_matrix, strength: float) -> Regression:
+    gram = (engaged.T @ engaged).toarray().astype(np.float64)
+    gram[np.diag_indices_from(gram)] += strength
+    inverse = np.linalg.inv(gram)
+    weights = -inverse / np.diag(inverse)[None, :]
+    np.fill_diagonal(weights, 0.0)
+    return Regression(strength, weights=weights.astype(np.float32))
 
 
 def holdout(
@@ -246,7 +250,10 @@ def fit_regression(
                 search.append({"strength": strength, f"ndcg@{k}": round(score, 6)})
                 if score > best:
                     best, chosen = score, strength
-    fitted = _spectrum(engaged, exact_max_items, rank, seed).fit(chosen)
+    if engaged.shape[1] <= exact_max_items:
+        fitted = _exact(engaged, chosen)  # one inversion: cheaper than the eigenpairs
+    else:
+        fitted = _spectrum(engaged, exact_max_items, rank, seed).low_rank(chosen)
     return Regression(
         chosen, weights=fitted.weights, factors=fitted.factors, scale=fitted.scale, search=search
     )
