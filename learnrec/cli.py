@@ -71,7 +71,14 @@ def _quality(args: argparse.Namespace) -> int:
         seed=args.seed,
     )
     metrics = run_quality(
-        source, args.out, args.split, args.test_fraction, args.seed, args.k, progress=not args.quiet
+        source,
+        args.out,
+        args.split,
+        args.test_fraction,
+        args.seed,
+        args.k,
+        progress=not args.quiet,
+        tune_towers=args.tune_towers,
     )
     k = metrics["k"]
     print(
@@ -121,7 +128,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench = commands.add_parser("benchmark", help="measure").add_subparsers(
         dest="kind", required=True
     )
-    quality = bench.add_parser("quality", help="offline metrics against a popularity baseline")
+    quality = bench.add_parser(
+        "quality", help="offline metrics against popularity and tuned EASE and ALS baselines"
+    )
     source = quality.add_mutually_exclusive_group(required=True)
     source.add_argument("--dataset", choices=["sample", "mooccube"])
     source.add_argument("--interactions", type=Path, help="CSV or TSV of user,item[,rating][,ts]")
@@ -134,6 +143,11 @@ def build_parser() -> argparse.ArgumentParser:
     quality.add_argument("--k", type=int, default=10)
     quality.add_argument("--out", type=Path, required=True)
     quality.add_argument("--quiet", action="store_true", help="no progress bars")
+    quality.add_argument(
+        "--tune-towers",
+        action="store_true",
+        help="choose the towers' L2 and temperature on validation (six extra trainings)",
+    )
     quality.set_defaults(func=_quality)
     add_serving_command(bench)
     add_load_command(bench)

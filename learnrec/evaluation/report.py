@@ -197,6 +197,26 @@ def _timing_lines(metrics: Mapping[str, Any]) -> list[str]:
     return _table(["step", "seconds"], rows)
 
 
+def _features_alone_lines(metrics: Mapping[str, Any]) -> list[str]:
+    """The ranker against each of its features used alone to order the same candidates."""
+    alone = metrics.get("ranker_features_alone")
+    k = metrics.get("k")
+    if not isinstance(alone, Mapping) or not alone or k is None:
+        return []
+    metric = f"ndcg@{k}"
+    ranker = _number(_models(metrics).get("two_tower_ranker", {}).get(metric))
+    scored = [
+        (name, str(values.get("order", "")), value)
+        for name, values in alone.items()
+        if isinstance(values, Mapping) and (value := _number(values.get(metric))) is not None
+    ]
+    scored.sort(key=lambda row: -row[2])
+    rows = [[name, order, _fmt(value)] for name, order, value in scored]
+    if ranker is not None:
+        rows.insert(0, ["**two_tower_ranker**", "learned", f"**{_fmt(ranker)}**"])
+    return _table(["ordered by", "order", metric], rows)
+
+
 def _title(metrics: Mapping[str, Any]) -> str:
     dataset = metrics.get("dataset", "unknown dataset")
     details = []
@@ -343,6 +363,18 @@ def write_report(
             "preferences; only meaningful for simulated data.",
             "",
             *ctr_lines,
+            "",
+        ]
+
+    alone_lines = _features_alone_lines(metrics)
+    if alone_lines:
+        lines += [
+            "## The ranker against its features alone",
+            "",
+            "The same retrieval candidates ordered by one ranking feature, in whichever "
+            "direction scores better on these test learners (which flatters the feature).",
+            "",
+            *alone_lines,
             "",
         ]
 

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from learnrec.features.csr import CsrMatrix
+from learnrec.features.regression import STRENGTH_GRID, fit_regression
 from learnrec.features.space import UNKNOWN, FeatureSpace
 
 if TYPE_CHECKING:
@@ -33,7 +34,10 @@ if TYPE_CHECKING:
 # "complete"); sources without event types never reach it.
 COMPLETION_STRENGTH = 4.0
 SIMILAR_NEIGHBOURS = 200
-MAX_REGRESSION_ITEMS = 5000
+# The exact regression keeps each item's strongest weights by magnitude, negative ones
+# included (an item that predicts against a candidate is information too); catalogs up to
+# this size keep all of them.
+REGRESSION_NEIGHBOURS = 500
 RECENT_ITEMS = 3
 
 FEATURE_NAMES: tuple[str, ...] = (
@@ -66,8 +70,11 @@ class ItemStats:
     ``popularity`` [N+1], ``level`` [N+1] (NaN unknown), ``tokens`` [N+1, T] binary
     topics and tags, ``prerequisites`` [N+1, N+1] binary, ``similarity`` [N+1, N+1]
     item-item cosine over co-engagement, pruned to the strongest neighbours per item;
-    ``regression`` [N+1, N+1] the item-item weights of a ridge regression of each item
-    on all others (EASE), empty for catalogs too large to invert.
+    the item-item weights of a ridge regression of each item on all others (EASE,
+    :mod:`learnrec.features.regression`) either as ``regression`` [N+1, N+1] (exact, each
+    row's largest weights by magnitude) or, for large catalogs, as ``regression_factors``
+    [N+1, r] and ``regression_scale`` [N+1] (``B_ij = f_i·f_j * scale_j``); the other
+    form is empty. ``regression_summary`` (how it was fitted) is not saved.
     """
 
     popularity: np.ndarray
@@ -77,6 +84,11 @@ class ItemStats:
     similarity: CsrMatrix
     regression: CsrMatrix
     token_keys: list[str] = field(default_factory=list)
+    regression_factors: np.ndarray = field(
+        default_factory=lambda: np.zeros((0, 0), dtype=np.float32)
+    )
+    regression_scale: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.float32))
+    regression_summary: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self._sorted_popularity = np.sort(self.popularity)
@@ -85,6 +97,20 @@ class ItemStats:
     @property
     def n_rows(self) -> int:
         return len(self.popularity)
+
+    @property
+    def has_regression(self) -> bool:
+        return bool(self.regression.nnz) or self.regression_factors.size > 0
+
+    def regression_scores(self, history: np.ndarray, candidates: np.ndarray) -> np.ndarray:
+        """Σ over the learner's history items i of B[i, candidate] [C]."""
+        if self.regression_factors.size:
+            summed = self.regression_factors[history].sum(axis=0)
+            scores = (self.regression_factors[candidates] @ summed) * self.regression_scale[
+                candidates
+            ]
+            return np.asarray(scores, dtype=np.float32)
+        return np.asarray(self.regression.block(history, candidates).sum(axis=0))
 
     def popularity_percentile(self, counts: np.ndarray) -> np.ndarray:
         """Share of catalog rows less popular than each of ``counts``."""
@@ -105,6 +131,8 @@ class ItemStats:
             **self.prerequisites.arrays("prerequisites"),
             **self.similarity.arrays("similarity"),
             **self.regression.arrays("regression"),
+            "regression_factors": self.regression_factors,
+            "regression_scale": self.regression_scale,
         }
         # Uncompressed: inflating took a tenth of the load at 100k items, for a file
         # that is downloaded once per container.
@@ -121,6 +149,12 @@ class ItemStats:
                 similarity=CsrMatrix.from_arrays(data, "similarity"),
                 regression=CsrMatrix.from_arrays(data, "regression"),
                 token_keys=[str(k) for k in data["token_keys"]],
+                # Bundles from before the low-rank form have the exact matrix only.
+                **{
+                    name: data[name]
+                    for name in ("regression_factors", "regression_scale")
+                    if name in data.files
+                },
             )
 
 
@@ -131,11 +165,15 @@ def build_item_stats(
     item_prerequisites: Sequence[Sequence[str]],
     interactions: Iterable[tuple[str, str]],
     neighbours: int = SIMILAR_NEIGHBOURS,
+    regression_strengths: Sequence[float] = STRENGTH_GRID,
+    seed: int = 0,
 ) -> ItemStats:
     """Statistics for the items of ``space`` (argument i describes item index i + 1).
 
     Only topic and tag tokens enter ``tokens``: level and format are features of their
-    own, and would make every pair of same-level items look alike.
+    own, and would make every pair of same-level items look alike. The regression's
+    strength is chosen among ``regression_strengths`` on a held-out split of
+    ``interactions`` (one value: no search).
     """
     from scipy import sparse  # training only: serving never builds statistics
 
@@ -175,43 +213,49 @@ def build_item_stats(
     )
     level = np.full(n, np.nan)
     level[1:] = np.asarray(item_levels, dtype=float)
+    regression = _item_regression(engaged, regression_strengths, seed)
     return ItemStats(
         popularity=popularity,
         level=level,
         tokens=CsrMatrix.from_scipy(token_matrix),
         prerequisites=CsrMatrix.from_scipy(prerequisites),
         similarity=CsrMatrix.from_scipy(cosine_item_similarity(engaged, popularity, neighbours)),
-        regression=CsrMatrix.from_scipy(ease_item_weights(engaged, popularity, neighbours)),
         token_keys=keys,
+        **regression,
     )
 
 
-def ease_item_weights(
-    engaged: sparse.csr_matrix, popularity: np.ndarray, neighbours: int
-) -> sparse.csr_matrix:
-    """EASE (Steck, 2019): B = argmin ||X - XB||² + λ||B||², diag(B) = 0, in closed form.
+def _item_regression(
+    engaged: sparse.csr_matrix, strengths: Sequence[float], seed: int
+) -> dict[str, Any]:
+    """EASE's item-item weights as ItemStats fields: exact or low-rank by catalog size.
 
     Cosine treats every co-engagement alike; the regression discounts items that are
     co-engaged only because both are popular, which is why it usually ranks better and
-    why the ranker benefits from having both. It inverts an N x N matrix, so catalogs
-    over MAX_REGRESSION_ITEMS get an empty matrix (the features become missing).
-    λ scales with how much data each item has (the mean item count).
+    why the ranker benefits from having both.
     """
     from scipy import sparse
 
     n = engaged.shape[1]
-    if n > MAX_REGRESSION_ITEMS or engaged.nnz == 0:
-        return sparse.csr_matrix((n, n), dtype=np.float32)
-    gram = (engaged.T @ engaged).toarray().astype(np.float64)
-    active = popularity > 0
-    strength = float(np.clip(popularity[active].mean(), 10.0, 500.0))
-    gram[np.diag_indices(n)] += strength
-    inverse = np.linalg.inv(gram)
-    weights = -inverse / np.diag(inverse)[None, :]
-    weights[np.diag_indices(n)] = 0.0
-    weights[~active, :] = 0.0
-    weights[:, ~active] = 0.0
-    return _prune(sparse.csr_matrix(weights.astype(np.float32)), neighbours)
+    if engaged.nnz == 0:
+        return {"regression": CsrMatrix.empty((n, n))}
+    fitted = fit_regression(engaged, strengths, seed=seed)
+    summary = fitted.summary()
+    if fitted.weights is not None:
+        weights = sparse.csr_matrix(fitted.weights)
+        return {
+            "regression": CsrMatrix.from_scipy(
+                _prune(weights, REGRESSION_NEIGHBOURS, by_magnitude=True)
+            ),
+            "regression_summary": summary,
+        }
+    assert fitted.factors is not None and fitted.scale is not None
+    return {
+        "regression": CsrMatrix.empty((n, n)),
+        "regression_factors": fitted.factors,
+        "regression_scale": fitted.scale,
+        "regression_summary": summary,
+    }
 
 
 def cosine_item_similarity(
@@ -228,8 +272,8 @@ def cosine_item_similarity(
     return _prune(co.tocsr(), neighbours)
 
 
-def _prune(co: sparse.csr_matrix, neighbours: int) -> sparse.csr_matrix:
-    """Keep each row's ``neighbours`` largest entries."""
+def _prune(co: sparse.csr_matrix, neighbours: int, by_magnitude: bool = False) -> sparse.csr_matrix:
+    """Keep each row's ``neighbours`` largest entries (largest in absolute value)."""
     from scipy import sparse
 
     co.eliminate_zeros()
@@ -241,7 +285,8 @@ def _prune(co: sparse.csr_matrix, neighbours: int) -> sparse.csr_matrix:
         data = co.data[start:end]
         idx = co.indices[start:end]
         if len(data) > neighbours:
-            keep = np.argpartition(-data, neighbours)[:neighbours]
+            keep = np.argpartition(-(np.abs(data) if by_magnitude else data), neighbours)
+            keep = keep[:neighbours]
             data, idx = data[keep], idx[keep]
         rows.append(np.full(len(data), r))
         cols.append(idx)
@@ -311,8 +356,8 @@ def ranking_features(
         # The rank among this learner's candidates is what item-to-item kNN would
         # use; a rank transfers across learners where raw similarities don't.
         out[:, 7] = _ranks(-out[:, 5])
-        if stats.regression.nnz:
-            out[:, 8] = stats.regression.block(history, candidates).sum(axis=0)
+        if stats.has_regression:
+            out[:, 8] = stats.regression_scores(history, candidates)
             out[:, 9] = _ranks(-out[:, 8])
         profile = stats.tokens.column_sums(history)
         norm = np.linalg.norm(profile)
@@ -322,7 +367,7 @@ def ranking_features(
             out[:, 10] = np.where(cand_norm > 0, dots / (norm * np.maximum(cand_norm, 1e-9)), 0.0)
     else:
         out[:, 4:8] = 0.0
-        if stats.regression.nnz:
+        if stats.has_regression:
             out[:, 8:10] = 0.0
 
     interest_cols = stats.token_columns(learner.interests)

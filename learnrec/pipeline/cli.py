@@ -70,6 +70,7 @@ def _run(args: argparse.Namespace) -> int:
             window_end=args.window_end,
             hyperparameters=overrides,
             tolerance=args.tolerance,
+            baseline_tolerance=args.baseline_tolerance,
             catalog=str(args.data) if args.data else args.database_url,
         )
         request.validate()
@@ -114,7 +115,15 @@ def add_pipeline_commands(commands: Any) -> None:
         metavar="STEP.NAME=VALUE",
         help="e.g. train_retrieval.epochs=5 (repeatable)",
     )
-    run.add_argument("--tolerance", type=float, default=0.01, help="gate tolerance on ndcg@k")
+    run.add_argument(
+        "--tolerance", type=float, default=0.01, help="gate: ndcg@k it may lose to the active model"
+    )
+    run.add_argument(
+        "--baseline-tolerance",
+        type=float,
+        default=0.02,
+        help="gate: ndcg@k it may lose to the best of the ease and als baselines (0.02)",
+    )
     run.add_argument("--workdir", type=Path, default=Path("build/pipeline"))
     run.add_argument("--verbose", action="store_true", help="show the jobs' output")
     run.set_defaults(func=_run)

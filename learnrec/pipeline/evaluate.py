@@ -1,8 +1,10 @@
-"""Step ``evaluate``: the candidate, popularity and the active model on the same learners.
+"""Step ``evaluate``: the candidate, popularity, the tuned classic baselines (EASE and
+implicit ALS) and the active model on the same learners.
 
-All three get each validation learner's whole history from the run's window (``fit`` and
+All of them get each validation learner's whole history from the run's window (``fit`` and
 ``labels``) and are asked for k items the learner has not engaged with, as serving
-would; the learner's ``validation`` interactions are the answers. The result
+would; the learner's ``validation`` interactions are the answers. The baselines tune
+their hyperparameters on a split of ``fit`` and ``labels``, never on ``validation``. The result
 (``evaluation.json``) holds the metrics, the gate's decision, the drift against the
 active model and the profile the candidate leaves for the next run to compare against.
 """
@@ -18,7 +20,8 @@ import numpy as np
 import pandas as pd
 
 from learnrec.bundle import BundleError, read_manifest
-from learnrec.data.dataset import Dataset, read_dataset
+from learnrec.data.dataset import Dataset, SplitName, read_dataset
+from learnrec.evaluation.baselines import rank_baselines
 from learnrec.evaluation.metrics import evaluate_rankings
 from learnrec.evaluation.offline import popularity_ranking, rank_with_bundle
 from learnrec.evaluation.report import write_report
@@ -86,6 +89,16 @@ def evaluate(
         raise StepError(STEP, f"cannot score the candidate bundle: {error}") from error
     popular = popularity_ranking(history, Histories.of(history), sorted(relevant), k)
     popularity = evaluate_rankings(popular, relevant, k, len(fit.items))
+    split: SplitName = (
+        "temporal" if run.split == "temporal" and history["ts"].notna().all() else "stratified"
+    )
+    fitted = rank_baselines(
+        history, list(fit.items["content_id"]), sorted(relevant), k, split, run.seed
+    )
+    baselines = {
+        name: evaluate_rankings(recs, relevant, k, len(fit.items))
+        for name, recs in fitted.rankings.items()
+    }
     active: Scored | None = None
     reference = None
     if active_bundle is not None:
@@ -101,6 +114,8 @@ def evaluate(
         None if active is None else active.metrics,
         run.tolerance,
         run.active_version,
+        baselines,
+        run.baseline_tolerance,
     )
     features = drift.feature_values(history)
     report = drift.drift_report(reference, active.scores if active else [], features)
@@ -118,8 +133,14 @@ def evaluate(
         "models": {
             "candidate": _clean(candidate.metrics),
             "popularity": _clean(popularity),
+            **{name: _clean(metrics) for name, metrics in baselines.items()},
             "active": None if active is None else _clean(active.metrics),
         },
+        "baselines": {
+            name: {key: value for key, value in params.items() if key != "search"}
+            for name, params in fitted.params.items()
+        },
+        "baselines_unavailable": fitted.unavailable,
         "gate": gate.to_json(),
         "drift": report,
         "data": json.loads(summary_path.read_text()) if summary_path.exists() else {},
@@ -136,7 +157,12 @@ def evaluate(
 def _report_metrics(evaluation: dict[str, Any], n_items: int) -> dict[str, Any]:
     """The evaluation in the shape of the offline report, for people to read."""
     models = evaluation["models"]
-    named = {"popularity": models["popularity"], "candidate": models["candidate"]}
+    named = {
+        name: metrics
+        for name, metrics in models.items()
+        if name not in {"candidate", "active"} and metrics is not None
+    }
+    named["candidate"] = models["candidate"]
     if models["active"] is not None:
         named[f"active {evaluation['active_version']}"] = models["active"]
     return {
@@ -159,6 +185,14 @@ def _notes(evaluation: dict[str, Any]) -> list[str]:
         if score is None
         else f"Drift (largest PSI vs the active model): {score:.3f}"
     )
+    for name, params in evaluation.get("baselines", {}).items():
+        chosen = ", ".join(
+            f"{key} {value:g}" if isinstance(value, float) else f"{key} {value}"
+            for key, value in params.items()
+        )
+        notes.append(f"{name} tuned on a split of the training data: {chosen}")
+    for name, why in evaluation.get("baselines_unavailable", {}).items():
+        notes.append(f"{name} not compared (the gate does without it): {why}")
     if evaluation["active_error"]:
         notes.append(str(evaluation["active_error"]))
     return notes

@@ -22,6 +22,8 @@ from learnrec.stages import EVENTS_PREFIX, MODELS_PREFIX, ResourceNames
 
 DEFAULT_WINDOW_DAYS = 28
 DEFAULT_TOLERANCE = 0.01  # absolute ndcg@k the candidate may lose against the active model
+# Absolute ndcg@k the candidate may lose against the best tuned classic baseline (EASE, ALS).
+DEFAULT_BASELINE_TOLERANCE = 0.02
 DEFAULT_VALIDATION_FRACTION = 0.2
 PRIMARY_METRIC = "ndcg"
 
@@ -46,6 +48,7 @@ class RunContext:
     models_prefix: str = MODELS_PREFIX.rstrip("/")
     hyperparameters: dict[str, dict[str, str]] = field(default_factory=dict)
     tolerance: float = DEFAULT_TOLERANCE
+    baseline_tolerance: float = DEFAULT_BASELINE_TOLERANCE
     validation_fraction: float = DEFAULT_VALIDATION_FRACTION
     split: str = "temporal"
     k: int = 10
@@ -113,6 +116,7 @@ class RunRequest:
     window_end: datetime | None = None
     hyperparameters: dict[str, dict[str, str]] = field(default_factory=dict)
     tolerance: float = DEFAULT_TOLERANCE
+    baseline_tolerance: float = DEFAULT_BASELINE_TOLERANCE
     k: int = 10
     seed: int = 42
     catalog: str | None = None
@@ -142,6 +146,8 @@ class RunRequest:
             raise RunError(f"window_days must be positive, got {self.window_days}")
         if not 0 <= self.tolerance < 1:
             raise RunError(f"tolerance must be in [0, 1), got {self.tolerance}")
+        if not 0 <= self.baseline_tolerance < 1:
+            raise RunError(f"baseline_tolerance must be in [0, 1), got {self.baseline_tolerance}")
         if self.k < 1:
             raise RunError(f"k must be at least 1, got {self.k}")
         from learnrec.pipeline.definition import PIPELINE, StepKind
@@ -231,6 +237,7 @@ def new_run(
         model_package_group=names.model_package_group,
         hyperparameters={k: dict(v) for k, v in request.hyperparameters.items()},
         tolerance=request.tolerance,
+        baseline_tolerance=request.baseline_tolerance,
         k=request.k,
         seed=request.seed,
         catalog=request.catalog,

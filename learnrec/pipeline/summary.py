@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from typing import Any
 
 METRICS = ("ndcg", "precision", "recall", "map", "coverage")
+BASELINES = ("popularity", "ease", "als")
 
 
 def format_summary(evaluation: Mapping[str, Any], promotion: Mapping[str, Any]) -> str:
@@ -13,14 +14,17 @@ def format_summary(evaluation: Mapping[str, Any], promotion: Mapping[str, Any]) 
     models = evaluation["models"]
     active = models.get("active")
     active_name = f"active {evaluation['active_version']}" if active else "active (none)"
+    baselines = [name for name in BASELINES if models.get(name)]
     lines = [
         f"version {evaluation['version']} ({evaluation['mode']} retrain, run "
         f"{evaluation['run_id']}), {evaluation['users']} validation learners",
-        f"  {'metric':<14}{'candidate':>11}{'popularity':>12}  {active_name}",
+        f"  {'metric':<14}{'candidate':>11}"
+        + "".join(f"{name:>11}" for name in baselines)
+        + f"  {active_name}",
     ]
     for name in METRICS:
         metric = f"{name}@{k}"
-        cells = [models["candidate"].get(metric), models["popularity"].get(metric)]
+        cells = [models["candidate"].get(metric), *(models[b].get(metric) for b in baselines)]
         row = "".join(f"{value:>11.4f}" if value is not None else f"{'-':>11}" for value in cells)
         theirs = f"{active[metric]:.4f}" if active and metric in active else "-"
         marker = "  <- gate" if metric == evaluation["primary_metric"] else ""

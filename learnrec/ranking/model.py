@@ -27,9 +27,15 @@ RANKER_META_FILE = "ranker.json"
 
 @dataclass(frozen=True)
 class RankerParams:
-    """XGBoost hyperparameters (SageMaker passes them as arguments)."""
+    """XGBoost hyperparameters (SageMaker passes them as arguments).
 
-    n_estimators: int = 200
+    ``n_estimators`` is the most rounds; with ``validation_fraction`` > 0 a seeded share
+    of the learners (groups) is held out, boosting stops once their NDCG@10 has not
+    improved for ``early_stopping_rounds``, and the ranker is refitted on every group
+    with the rounds that scored best.
+    """
+
+    n_estimators: int = 500
     max_depth: int = 4
     learning_rate: float = 0.1
     min_child_weight: float = 20.0
@@ -38,6 +44,8 @@ class RankerParams:
     objective: str = "rank:ndcg"
     candidates: int = 100
     folds: int = 5
+    validation_fraction: float = 0.2
+    early_stopping_rounds: int = 30
     seed: int = 42
 
 
@@ -92,10 +100,42 @@ def fit_ranker(
     features: np.ndarray, labels: np.ndarray, groups: np.ndarray, params: RankerParams
 ) -> Ranker:
     """Fit on rows grouped by learner (``groups`` = rows per learner, in order)."""
+    rounds = params.n_estimators
+    held = _held_groups(len(groups), params)
+    if held.any() and not held.all():
+        row_held = np.repeat(held, groups)
+        model = _model(params, rounds, params.early_stopping_rounds)
+        model.fit(
+            _frame(features[~row_held]),
+            labels[~row_held],
+            qid=_qid(groups[~held]),
+            eval_set=[(_frame(features[row_held]), labels[row_held])],
+            eval_qid=[_qid(groups[held])],
+            verbose=False,
+        )
+        rounds = int(model.best_iteration) + 1
+    model = _model(params, rounds, None)
+    model.fit(_frame(features), labels, qid=_qid(groups))
+    return Ranker.from_booster(model.get_booster())
+
+
+def _held_groups(n_groups: int, params: RankerParams) -> np.ndarray:
+    if params.validation_fraction <= 0 or params.early_stopping_rounds <= 0 or n_groups < 10:
+        return np.zeros(n_groups, dtype=bool)
+    return np.asarray(
+        np.random.default_rng(params.seed).random(n_groups) < params.validation_fraction
+    )
+
+
+def _qid(groups: np.ndarray) -> np.ndarray:
+    return np.repeat(np.arange(len(groups)), groups)
+
+
+def _model(params: RankerParams, rounds: int, early_stopping_rounds: int | None) -> Any:
     import xgboost as xgb
 
-    model = xgb.XGBRanker(
-        n_estimators=params.n_estimators,
+    return xgb.XGBRanker(
+        n_estimators=rounds,
         max_depth=params.max_depth,
         learning_rate=params.learning_rate,
         min_child_weight=params.min_child_weight,
@@ -105,10 +145,9 @@ def fit_ranker(
         tree_method="hist",
         random_state=params.seed,
         n_jobs=0,
+        eval_metric="ndcg@10",
+        early_stopping_rounds=early_stopping_rounds,
     )
-    qid = np.repeat(np.arange(len(groups)), groups)
-    model.fit(_frame(features), labels, qid=qid)
-    return Ranker.from_booster(model.get_booster())
 
 
 def _frame(features: np.ndarray) -> Any:

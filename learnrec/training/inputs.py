@@ -15,6 +15,7 @@ import pandas as pd
 
 from learnrec.data.dataset import Dataset
 from learnrec.features.ranking import ItemStats, LearnerState, build_item_stats
+from learnrec.features.regression import STRENGTH_GRID
 from learnrec.features.space import (
     DEFAULT_HISTORY_LENGTH,
     FeatureSpace,
@@ -104,7 +105,15 @@ def encode_users(
     )
 
 
-def item_stats_for(space: FeatureSpace, dataset: Dataset, interactions: pd.DataFrame) -> ItemStats:
+def item_stats_for(
+    space: FeatureSpace,
+    dataset: Dataset,
+    interactions: pd.DataFrame,
+    regression_strengths: Sequence[float] = STRENGTH_GRID,
+    seed: int = 0,
+) -> ItemStats:
+    """Catalog statistics from ``interactions``; the item regression's strength is
+    chosen among ``regression_strengths`` on a held-out split of them."""
     by_id = dataset.items.set_index("content_id").loc[space.items.keys]
     return build_item_stats(
         space,
@@ -112,6 +121,8 @@ def item_stats_for(space: FeatureSpace, dataset: Dataset, interactions: pd.DataF
         item_levels=by_id["level"].astype(float).tolist(),
         item_prerequisites=by_id["prerequisites"].tolist(),
         interactions=zip(interactions["user_id"], interactions["content_id"], strict=True),
+        regression_strengths=regression_strengths,
+        seed=seed,
     )
 
 

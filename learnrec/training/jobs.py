@@ -162,7 +162,11 @@ def ranking_main(argv: Sequence[str] | None = None) -> int:
     manifest = write_manifest(
         out,
         version=args.version or new_version(),
-        parameters={"retrieval": retrieval["params"], "ranking": summary["params"]},
+        parameters={
+            "retrieval": retrieval["params"],
+            "ranking": summary["params"],
+            "item_regression": summary.get("regression", {}),
+        },
         metrics={"ranker_candidate_recall": summary["candidate_recall"]},
         data={
             "dataset": dataset.name,

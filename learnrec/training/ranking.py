@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ from tqdm.auto import tqdm
 from learnrec.bundle import EMBEDDINGS_FILE, SPACE_FILE, STATS_FILE
 from learnrec.data.dataset import Dataset
 from learnrec.features.ranking import FEATURE_NAMES, ItemStats, ranking_features
+from learnrec.features.regression import STRENGTH_GRID
 from learnrec.features.space import FeatureSpace
 from learnrec.ranking.model import RankerParams, fit_ranker
 from learnrec.retrieval.candidates import top_k
@@ -73,6 +75,14 @@ def feature_matrix(
     return out
 
 
+def assign_folds(user_ids: Sequence[str], folds: int, seed: int) -> dict[str, int]:
+    """Each learner's fold, balanced and seeded; the same for the same learners wherever
+    it is asked (the cross-fitted retrieval models and the ranker's statistics agree)."""
+    ordered = sorted(set(user_ids))
+    order = np.random.default_rng(seed).permutation(len(ordered))
+    return {ordered[i]: int(position % folds) for position, i in enumerate(order)}
+
+
 def train_ranking(
     dataset: Dataset,
     fit: pd.DataFrame,
@@ -81,6 +91,7 @@ def train_ranking(
     out_dir: Path,
     params: RankerParams | None = None,
     progress: bool = True,
+    fold_models: Sequence[Path] = (),
 ) -> dict[str, Any]:
     """Train the ranker over ``model_dir``'s retrieval model; write it to ``out_dir``.
 
@@ -91,6 +102,12 @@ def train_ranking(
     serving's are, or the ranker learns to distrust them. So learners are split into
     folds, and each fold's features use statistics from all data except that fold's
     held-out interactions.
+
+    With ``fold_models`` (cross-fitting), fold f's learners get their candidates from
+    ``fold_models[f]``, a retrieval model trained on everything but their own held-out
+    interactions, so ``model_dir``'s model can learn from all of ``fit`` and ``labels``
+    instead of leaving the ranker's answers out; the folds of the statistics are the
+    same folds.
     """
     params = params or RankerParams()
     started = time.perf_counter()
@@ -100,18 +117,42 @@ def train_ranking(
     user_ids = [u for u in wanted.index if histories.get(u)]
     if not user_ids:
         raise ValueError("no learner has both history and held-out interactions to rank")
-    candidates, scores = candidates_for(
-        model_dir, space, dataset, histories, user_ids, params.candidates
-    )
-    fold_of = np.random.default_rng(params.seed).integers(0, params.folds, len(user_ids))
+    folds = len(fold_models) or params.folds
+    fold_index = assign_folds(user_ids, folds, params.seed)
+    fold_of = np.array([fold_index[u] for u in user_ids])
+    if fold_models:
+        width = max(0, min(params.candidates, space.items.size - 1))
+        candidates = np.zeros((len(user_ids), width), dtype=np.int64)
+        scores = np.full((len(user_ids), width), -np.inf, dtype=np.float32)
+        for fold, fold_dir in enumerate(fold_models):
+            members = np.flatnonzero(fold_of == fold)
+            found, found_scores = candidates_for(
+                fold_dir,
+                FeatureSpace.load(fold_dir / SPACE_FILE),
+                dataset,
+                histories,
+                [user_ids[i] for i in members],
+                params.candidates,
+            )
+            candidates[members] = found
+            scores[members] = found_scores
+    else:
+        candidates, scores = candidates_for(
+            model_dir, space, dataset, histories, user_ids, params.candidates
+        )
+    # Serving's statistics first: the item regression's strength is chosen there, on a
+    # held-out split of everything seen, and the folds' statistics reuse it.
+    all_seen = pd.concat([fit, labels], ignore_index=True)
+    serving_stats = item_stats_for(space, dataset, all_seen, seed=params.seed)
+    strength = [serving_stats.regression_summary.get("strength", STRENGTH_GRID[0])]
     blocks: list[np.ndarray] = [np.zeros((0, len(FEATURE_NAMES)), np.float32)] * len(user_ids)
-    for fold in range(params.folds):
+    for fold in range(folds):
         members = np.flatnonzero(fold_of == fold)
         if not len(members):
             continue
         fold_users = {user_ids[i] for i in members}
         seen = pd.concat([fit, labels[~labels["user_id"].isin(fold_users)]], ignore_index=True)
-        stats = item_stats_for(space, dataset, seen)
+        stats = item_stats_for(space, dataset, seen, strength)
         fold_blocks = feature_matrix(
             stats,
             space,
@@ -143,12 +184,14 @@ def train_ranking(
         "params": asdict(params),
         "features": list(FEATURE_NAMES),
         "groups": len(groups),
+        "rounds": ranker.num_boosted_rounds(),
         "rows": int(sum(groups)),
         "candidate_recall": recall_hits / max(1, recall_total),
+        "cross_fitted_folds": len(fold_models),
+        "regression": serving_stats.regression_summary,
         "timings_s": {"total": time.perf_counter() - started},
     }
     ranker.save(out_dir, summary)
-    all_seen = pd.concat([fit, labels], ignore_index=True)
-    item_stats_for(space, dataset, all_seen).save(out_dir / STATS_FILE)
+    serving_stats.save(out_dir / STATS_FILE)
     (out_dir / "ranking.json").write_text(json.dumps(summary, indent=2))
     return summary

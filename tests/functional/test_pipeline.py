@@ -104,6 +104,11 @@ def test_first_run_registers_and_promotes_a_version(stage: Stage, first: RunOutc
     models = first.evaluation["models"]
     assert models["active"] is None
     assert models["candidate"]["ndcg@10"] > models["popularity"]["ndcg@10"]
+    # The tuned baselines are judged on the same learners, and the gate weighed them.
+    best = max(models["ease"]["ndcg@10"], models["als"]["ndcg@10"])
+    assert models["candidate"]["ndcg@10"] >= best - 0.02
+    assert "of or better than" in first.evaluation["gate"]["reason"]
+    assert first.evaluation["baselines"]["ease"]["kind"] == "exact"
     assert first.promotion == {
         "version": version,
         "promoted": True,
@@ -123,6 +128,7 @@ def test_first_run_registers_and_promotes_a_version(stage: Stage, first: RunOutc
     assert {"report/report.md", "report/metrics.png"} <= files
     report = (stage.store.fetch(version) / "report" / "report.md").read_text()
     assert "candidate" in report and "popularity" in report and "Gate passes" in report
+    assert "| ease |" in report and "| als |" in report
     assert any(name.startswith("faiss/") for name in files)
     assert manifest["drift"]["model_drift_score"] is None
     assert manifest["drift"]["profile"]["score"]["fractions"]

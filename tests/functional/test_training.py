@@ -37,7 +37,7 @@ REPO = Path(__file__).resolve().parents[2]
 def test_quality_benchmark_writes_metrics_report_and_bundle(quality_run: Path) -> None:
     metrics = json.loads((quality_run / "metrics.json").read_text())
     assert metrics["k"] == 5 and metrics["split"] == "stratified"
-    assert set(metrics["models"]) == {"popularity", "two_tower", "two_tower_ranker"}
+    assert set(metrics["models"]) == {"popularity", "ease", "als", "two_tower", "two_tower_ranker"}
     for name, values in metrics["models"].items():
         for key in ("precision@5", "recall@5", "ndcg@5", "map@5", "coverage@5", "simulated_ctr"):
             assert 0.0 <= values[key] <= 1.0, (name, key)
@@ -48,6 +48,13 @@ def test_quality_benchmark_writes_metrics_report_and_bundle(quality_run: Path) -
     assert (quality_run / "metrics.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     manifest = read_manifest(quality_run / "bundle")  # verifies every checksum
     assert {"user_tower.onnx", "item_tower.onnx", "ranker.ubj"} <= set(manifest["files"])
+    # The baselines' choices, made on a split of the training part, travel with the bundle.
+    chosen = manifest["parameters"]["baselines"]
+    assert chosen["ease"]["strength"] in {
+        s["strength"] for s in metrics["baselines"]["ease"]["search"]
+    }
+    assert {"factors", "regularization", "alpha", "iterations"} <= set(chosen["als"])
+    assert "ease tuned on a validation split" in report and "| als |" in report
 
 
 def test_learned_models_beat_popularity_on_structured_data(quality_run: Path) -> None:
@@ -163,7 +170,9 @@ def test_training_entry_points_follow_sagemaker_conventions(
     assert manifest["parameters"]["retrieval"]["epochs"] == 2
     assert manifest["parameters"]["ranking"]["n_estimators"] == 10
     assert {"user_tower.onnx", "ranker.ubj", "feature_space.json"} <= set(manifest["files"])
-    assert Ranker.load(tmp_path / "bundle").booster.num_boosted_rounds() == 10
+    # At most the rounds asked for: early stopping on held-out learners may take fewer.
+    rounds = json.loads((tmp_path / "bundle" / "ranking.json").read_text())["rounds"]
+    assert Ranker.load(tmp_path / "bundle").booster.num_boosted_rounds() == rounds <= 10
 
 
 def test_retrieval_job_reports_a_missing_channel(tmp_path: Path) -> None:
@@ -176,3 +185,30 @@ def test_retrieval_job_reports_a_missing_channel(tmp_path: Path) -> None:
     )
     assert done.returncode == 2
     assert "SM_CHANNEL_TRAIN" in done.stderr
+
+
+def test_tower_settings_are_chosen_on_the_first_folds_held_out_labels(
+    tmp_path: Path, small_dataset: Dataset
+) -> None:
+    from functional.conftest import SMALL_RANKER, SMALL_RETRIEVAL
+    from learnrec.evaluation.offline import evaluate_offline
+
+    search = ({"l2": 1e-6, "temperature": 0.05}, {"l2": 1e-3, "temperature": 0.2})
+    result = evaluate_offline(
+        small_dataset,
+        tmp_path / "bundle",
+        k=5,
+        retrieval_params=SMALL_RETRIEVAL,
+        ranker_params=SMALL_RANKER,
+        progress=False,
+        baseline_names=(),
+        cross_fit_folds=2,
+        tower_search=search,
+    )
+    trials = result.metrics["retrieval_search"]
+    assert [(t["l2"], t["temperature"]) for t in trials] == [(1e-6, 0.05), (1e-3, 0.2)]
+    best = max(trials, key=lambda t: t["ndcg@5"])
+    served = json.loads((tmp_path / "bundle" / "retrieval.json").read_text())["params"]
+    assert (served["l2"], served["temperature"]) == (best["l2"], best["temperature"])
+    assert set(result.metrics["models"]) == {"popularity", "two_tower", "two_tower_ranker"}
+    assert set(result.metrics["ranker_features_alone"]) == set(FEATURE_NAMES)

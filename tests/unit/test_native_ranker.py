@@ -68,3 +68,20 @@ def test_serving_never_imports_xgboost_scipy_sklearn_or_pandas() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO
     )
     assert out.stdout.strip() == ""
+
+
+def test_the_rounds_are_chosen_on_held_out_learners() -> None:
+    from learnrec.ranking.model import RankerParams, fit_ranker
+
+    rng = np.random.default_rng(3)
+    groups = np.full(60, 20)
+    features = rng.normal(size=(int(groups.sum()), len(FEATURE_NAMES))).astype(np.float32)
+    # Only the first feature carries signal: more trees than a few only fit the noise.
+    labels = (features[:, 0] + rng.normal(scale=1.0, size=len(features)) > 1.2).astype(np.float32)
+    params = RankerParams(n_estimators=300, early_stopping_rounds=10, seed=1)
+    stopped = fit_ranker(features, labels, groups, params)
+    assert 1 <= stopped.num_boosted_rounds() < 300
+    fixed = fit_ranker(
+        features, labels, groups, RankerParams(n_estimators=40, validation_fraction=0.0)
+    )
+    assert fixed.num_boosted_rounds() == 40

@@ -160,3 +160,21 @@ def test_pipes_in_names_do_not_break_the_table(tmp_path: Path) -> None:
     metrics = {"models": {"a|b": {"precision@1": 0.5}}}
     text = write_report(tmp_path, metrics).read_text(encoding="utf-8")
     assert "| a\\|b | **0.5000** |" in text
+
+
+def test_the_ranker_is_shown_against_its_features_alone(tmp_path: Path) -> None:
+    metrics = {
+        "k": 10,
+        "models": {"popularity": {"ndcg@10": 0.1}, "two_tower_ranker": {"ndcg@10": 0.5}},
+        "ranker_features_alone": {
+            "retrieval_score": {"ndcg@10": 0.42, "order": "highest first"},
+            "regression_score": {"ndcg@10": 0.47, "order": "highest first"},
+            "abs_level_gap": {"ndcg@10": 0.2, "order": "lowest first"},
+        },
+    }
+    text = write_report(tmp_path, metrics).read_text()
+    section = text.split("## The ranker against its features alone", 1)[1]
+    rows = [line for line in section.splitlines() if line.startswith("| ")][1:]
+    assert rows[0].startswith("| **two_tower_ranker** | learned | **0.5000**")
+    assert rows[1].startswith("| regression_score | highest first | 0.4700")
+    assert rows[-1].startswith("| abs_level_gap | lowest first | 0.2000")
