@@ -2,7 +2,8 @@
 
 Input ``{"step": "start", "request": {"mode": "full"|"ranking", "stage": "prod",
 "bucket": "<data bucket>", "window_days": 28, "window_end": "<ISO 8601, optional>",
-"hyperparameters": {"train_retrieval": {"epochs": "30"}}, "tolerance": 0.01, "k": 10}}``
+"hyperparameters": {"train_retrieval": {"epochs": "30"}}, "tolerance": 0.01,
+"baseline_tolerance": 0.02, "k": 10}}``
 -> ``{"step": "start", "run": {<run document>}}``: the run every later state passes on
 as ``$.run`` (learnrec.pipeline.run.RunContext; only ``mode`` and ``stage`` are needed,
 ``bucket`` in a real account), also written to ``pipeline/<run id>/run/run.json`` for
