@@ -107,6 +107,7 @@ def run_serving(
     from tqdm.auto import tqdm
 
     started = time.perf_counter()
+    out = out.resolve()  # the worker runs in another folder: a relative path would move
     work = out / "work"
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
