@@ -99,16 +99,18 @@ def known_learners(engine: Engine, page: int = 10_000) -> Iterator[str]:
     """
     ids = union(select(LEARNERS.c.user_id), select(HISTORY.c.user_id)).subquery()
     last: str | None = None
-    with engine.connect() as conn:
-        while True:
-            stmt = select(ids.c.user_id).order_by(ids.c.user_id).limit(page)
-            if last is not None:
-                stmt = stmt.where(ids.c.user_id > last)
+    while True:
+        stmt = select(ids.c.user_id).order_by(ids.c.user_id).limit(page)
+        if last is not None:
+            stmt = stmt.where(ids.c.user_id > last)
+        # A connection per page: none stays open (holding a snapshot, or a proxy's
+        # connection) while the caller works through the page.
+        with engine.connect() as conn:
             rows = [str(user_id) for user_id in conn.scalars(stmt)]
-            yield from rows
-            if len(rows) < page:
-                return
-            last = rows[-1]
+        yield from rows
+        if len(rows) < page:
+            return
+        last = rows[-1]
 
 
 def chunked(values: Iterable[str], size: int) -> Iterator[list[str]]:
