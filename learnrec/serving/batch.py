@@ -28,7 +28,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
-from learnrec.serving.api import recommend_for_learner
+from sqlalchemy import Engine
+
+from learnrec.serving.api import MAX_K, recommend_for_learner
 from learnrec.serving.recommender import Recommender, RecommendOptions
 from learnrec.storage import LearnerContext
 from learnrec.storage.bulk import chunked, learner_contexts
@@ -182,7 +184,7 @@ def recommend_row(
 
 
 def run_batch(
-    engine: Any,
+    engine: Engine,
     recommender_for: RecommenderFor,
     learners: Learners,
     sink: Sink,
@@ -198,8 +200,8 @@ def run_batch(
     ``raw_ids`` adds ``user_id`` to rows whose raw id is known; the caller decides it
     with :func:`may_write_raw_ids`.
     """
-    if not 1 <= k <= 100:
-        raise BatchError("k must be between 1 and 100, as for GET /recommend")
+    if not 1 <= k <= MAX_K:
+        raise BatchError(f"k must be between 1 and {MAX_K}, as for GET /recommend")
     if part_size < 1:
         raise BatchError("the part size must be at least 1")
     started = time.perf_counter()
