@@ -10,6 +10,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
+from learnrec.benchmark.batch import add_batch_command
 from learnrec.benchmark.ingest import add_ingest_command
 from learnrec.benchmark.load import add_load_command
 from learnrec.benchmark.package import add_package_command
@@ -22,6 +23,7 @@ from learnrec.pipeline.cli import add_models_commands, add_pipeline_commands
 from learnrec.privacy.cli import add_privacy_commands
 from learnrec.schemas import describe_errors
 from learnrec.serving.auth_cli import add_auth_commands
+from learnrec.serving.batch_cli import add_recommend_commands
 from learnrec.serving.openapi_doc import add_docs_command
 from learnrec.storage.cli import add_db_commands
 
@@ -124,6 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_docs_command(commands)
     add_db_commands(commands)
     add_privacy_commands(commands)
+    add_recommend_commands(commands)
 
     bench = commands.add_parser("benchmark", help="measure").add_subparsers(
         dest="kind", required=True
@@ -153,6 +156,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_load_command(bench)
     add_package_command(bench)
     add_ingest_command(bench)
+    add_batch_command(bench)
     return parser
 
 

@@ -64,7 +64,12 @@ from learnrec.serving.auth import (
 )
 from learnrec.serving.model_store import ActiveModel, ModelStore
 from learnrec.serving.readiness import ContextLoader, NotReadyError
-from learnrec.serving.recommender import HistoryItem, Recommender, RecommendOptions
+from learnrec.serving.recommender import (
+    HistoryItem,
+    Recommender,
+    RecommendOptions,
+    RecommendResult,
+)
 from learnrec.storage import CatalogStore, LearnerContext, PrivacyStore
 from learnrec.storage.schema import SchemaNotReadyError
 
@@ -135,23 +140,50 @@ class ServingContext:
     def recommender_for(
         self, hashed_user_id: str
     ) -> tuple[Recommender | None, str | None, list[str]]:
-        """(recommender, variant, degraded notes) for a learner under the experiment.
+        """(recommender, variant, degraded notes) for a learner under the experiment."""
+        return pick_recommender(self.model, self.experiment, self.pinned, hashed_user_id)
 
-        A variant whose model version cannot be loaded is served by the active model,
-        and the response says so, rather than failing the request.
-        """
-        active: Recommender | None = self.model.get()
-        if self.experiment is None:
-            return active, None, []
-        variant = self.experiment.assign(hashed_user_id)
-        version = variant.model_version
-        if version is None or version == self.model.version or self.pinned is None:
-            return active, variant.name, []
-        pinned: Recommender | None = self.pinned.get(version)
-        if pinned is None:  # why (a path, an S3 error) is logged, not shown
-            logger.warning("variant model %s unavailable: %s", version, self.pinned.error(version))
-            return active, variant.name, [f"variant model {version} unavailable"]
-        return pinned, variant.name, []
+
+def pick_recommender(
+    model: ActiveModel,
+    experiment: Experiment | None,
+    pinned: PinnedModels | None,
+    hashed_user_id: str,
+) -> tuple[Recommender | None, str | None, list[str]]:
+    """The experiment's rule for which model serves a learner; batch jobs share it.
+
+    A variant whose model version cannot be loaded is served by the active model,
+    and the response says so, rather than failing the request.
+    """
+    active: Recommender | None = model.get()
+    if experiment is None:
+        return active, None, []
+    variant = experiment.assign(hashed_user_id)
+    version = variant.model_version
+    if version is None or version == model.version or pinned is None:
+        return active, variant.name, []
+    chosen: Recommender | None = pinned.get(version)
+    if chosen is None:  # why (a path, an S3 error) is logged, not shown
+        logger.warning("variant model %s unavailable: %s", version, pinned.error(version))
+        return active, variant.name, [f"variant model {version} unavailable"]
+    return chosen, variant.name, []
+
+
+def recommend_for_learner(
+    recommender: Recommender, key: str, learner: LearnerContext, options: RecommendOptions
+) -> RecommendResult:
+    """A learner's list from what the database holds of them (the database answered).
+
+    The recommend route and batch recommendations both call this, so a digest carries
+    the list the API would have shown.
+    """
+    history = [HistoryItem(h.content_id, h.weight) for h in reversed(learner.history)]
+    if learner.opted_out:
+        # Opted out of personalisation: their data shapes nothing but the filters.
+        return recommender.non_personalised(history, options, "learner opted out")
+    # An erased learner is served as a new one: nothing of theirs is left in the
+    # database, and a model trained before the erasure must not recognise their id.
+    return recommender.recommend(None if learner.erased else key, history, learner.profile, options)
 
 
 class ItemOut(BaseModel):
@@ -401,8 +433,7 @@ def create_app(context_factory: Callable[[], ServingContext], docs: bool | None 
             # safe answer for anyone, opted out or erased included.
             logger.warning("recommend without the database: %s", error)
             learner, database_down = LearnerContext(None, None, []), error
-        profile, opted_out = learner.profile, learner.opted_out
-        history = [HistoryItem(h.content_id, h.weight) for h in reversed(learner.history)]
+        opted_out = learner.opted_out
         options = RecommendOptions(
             k=k,
             include_consumed=include_consumed,
@@ -414,18 +445,12 @@ def create_app(context_factory: Callable[[], ServingContext], docs: bool | None 
         recommender = recommender or Recommender(None, None)
         if database_down is not None:
             why = "the database is unavailable: popular items, without the learner's history"
+            history = [HistoryItem(h.content_id, h.weight) for h in reversed(learner.history)]
             result = recommender.non_personalised(history, options, why)
             if not result.items:  # no model either: nothing useful, the database's 503
                 raise database_down
-        elif opted_out:
-            # Opted out of personalisation: their data shapes nothing but the filters.
-            result = recommender.non_personalised(history, options, "learner opted out")
         else:
-            # An erased learner is served as a new one: nothing of theirs is left in the
-            # database, and a model trained before the erasure must not recognise their id.
-            result = recommender.recommend(
-                None if learner.erased else key, history, profile, options
-            )
+            result = recommend_for_learner(recommender, key, learner, options)
         result.degraded.extend(notes)
         ctx.metrics(telemetry.LATENCY, time.perf_counter() - started, "Seconds")
         ctx.metrics(telemetry.SUCCESS, 1, "Count")
