@@ -22,6 +22,7 @@ LOCAL_REGION = "us-east-1"
 EVENTS_PREFIX = "events/"  # raw events written by the ingest function, expire after 90 days
 MODELS_PREFIX = "models/"  # versioned model bundles and the active-version pointer
 PIPELINE_PREFIX = "pipeline/"  # per-run working data of the retraining pipeline
+DIGESTS_PREFIX = "digests/"  # batch recommendations, deleted a day after they are written
 #: The JWT secret of a fresh stage (cdk/learnrec_cdk/data.py creates it so): public keys
 #: come from the operator's identity provider, so there are none until bootstrap.
 EMPTY_JWT_SECRET = '{"jwks": {"keys": []}}'

@@ -16,6 +16,7 @@ records them against the local AWS and evaluates them against this role):
   rewrite a bundle's user vocabulary and manifest and delete versions (bundles past
   retention, the superseded vocabulary). The pointer itself is never written;
 - ``pipeline/``: delete only the learner-level artifacts of finished runs;
+- ``digests/``: delete batch recommendations a day after they were written;
 - the dead-letter queue: receive, delete the learners' messages, release the others.
 
 The database and user-id-hash secrets are granted by the stack, as to the other roles.
@@ -38,7 +39,7 @@ from constructs import Construct
 from learnrec.events.dead_letter import DEAD_LETTER_PREFIX
 from learnrec.privacy.retention import LEARNER_ARTIFACTS
 from learnrec.serving.model_store import VERSIONS
-from learnrec.stages import EVENTS_PREFIX, MODELS_PREFIX, PIPELINE_PREFIX
+from learnrec.stages import DIGESTS_PREFIX, EVENTS_PREFIX, MODELS_PREFIX, PIPELINE_PREFIX
 
 from .assets import FunctionAsset
 from .functions import LearnrecFunction
@@ -118,7 +119,7 @@ class Maintenance(Construct):
         bundles = f"{MODELS_PREFIX}{VERSIONS}/*"
         reads = [*archive, f"{MODELS_PREFIX}*"]
         writes = [*archive, bundles]
-        deletes = [*archive, bundles, *learner_artifact_patterns()]
+        deletes = [*archive, bundles, *learner_artifact_patterns(), f"{DIGESTS_PREFIX}*"]
         for pattern in reads:
             bucket.grant_read(self.role, pattern)
         for pattern in writes:

@@ -11,7 +11,10 @@ cannot, each figure stated in docs/MAINTENANCE.md:
   :data:`CANDIDATE_DAYS` (a gated candidate someone may want to inspect) are deleted,
   every object version of them;
 - the learner-level artifacts of finished pipeline runs (:data:`LEARNER_ARTIFACTS`) are
-  deleted: the next steps of the same run read them, nothing later does.
+  deleted: the next steps of the same run read them, nothing later does;
+- batch recommendations (``digests/``, learnrec.serving.batch) are deleted a day after
+  they are written: they are sent within hours, and an erasure must reach them within
+  its bound.
 """
 
 from __future__ import annotations
@@ -23,10 +26,11 @@ from typing import Any
 
 from learnrec.privacy.erasure import delete_other_versions
 from learnrec.serving.model_store import POINTER_FILE, VERSIONS, Pointer
-from learnrec.stages import PIPELINE_PREFIX
+from learnrec.stages import DIGESTS_PREFIX, PIPELINE_PREFIX
 from learnrec.storage import IngestStore, PrivacyStore
 
 CANDIDATE_DAYS = 14
+DIGESTS_KEPT = timedelta(days=1)
 LEARNER_ARTIFACTS = ("dataset", "retrieval", "bundle")
 """A run's artifacts that hold learners' hashed ids (the interactions, and the user
 vocabulary of the towers it trains); the others hold items, metrics and summaries."""
@@ -48,6 +52,7 @@ class RetentionReport:
     ledger_rows_deleted: int = 0
     bundles_deleted: list[str] | None = None
     run_objects_deleted: int = 0
+    digest_objects_deleted: int = 0
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -68,7 +73,15 @@ class RetentionSweep:
         report.ledger_rows_deleted = self.ledger.prune(now - self.policy.dedupe_window)
         report.bundles_deleted = self._delete_old_bundles(now)
         report.run_objects_deleted = self._delete_finished_runs_learner_data(now)
+        report.digest_objects_deleted = self._delete_old_digests(now)
         return report
+
+    def _delete_old_digests(self, now: datetime) -> int:
+        deleted = 0
+        for entry in _entries(self.s3, self.bucket, DIGESTS_PREFIX):
+            if now - entry["LastModified"] >= DIGESTS_KEPT:
+                deleted += delete_other_versions(self.s3, self.bucket, entry["Key"], keep=None)
+        return deleted
 
     def _delete_old_bundles(self, now: datetime) -> list[str]:
         prefix = self.models_prefix.strip("/")

@@ -32,6 +32,7 @@ from sqlalchemy import Engine
 
 from learnrec.serving.api import MAX_K, recommend_for_learner
 from learnrec.serving.recommender import Recommender, RecommendOptions
+from learnrec.stages import DIGESTS_PREFIX
 from learnrec.storage import LearnerContext
 from learnrec.storage.bulk import chunked, learner_contexts
 
@@ -149,6 +150,25 @@ def may_write_raw_ids(destination: str, data_bucket: str | None) -> bool:
     """Whether rows may carry raw ids: never into the stage's own data bucket."""
     bucket, _ = parse_destination(destination)
     return bucket is None or bucket != data_bucket
+
+
+def check_destination(destination: str, data_bucket: str | None) -> None:
+    """In the stage's data bucket, digests go under ``digests/`` only.
+
+    That prefix is what the maintenance function deletes a day after each object is
+    written (learnrec.privacy.retention), which keeps an erased learner's digest within
+    the erasure bound; anywhere else in the bucket it would outlive it.
+    """
+    bucket, prefix = parse_destination(destination)
+    if (
+        bucket is not None
+        and bucket == data_bucket
+        and not (prefix or "").startswith(DIGESTS_PREFIX)
+    ):
+        raise BatchError(
+            f"{destination}: in the stage's data bucket, write digests under "
+            f"s3://{bucket}/{DIGESTS_PREFIX} (deleted after a day, so erasures reach them)"
+        )
 
 
 def recommend_row(

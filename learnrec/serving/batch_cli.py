@@ -73,6 +73,7 @@ def batch_from_settings(
     from learnrec.serving.api import MAX_K, pick_recommender
     from learnrec.serving.batch import (
         Learners,
+        check_destination,
         may_write_raw_ids,
         read_learner_file,
         run_batch,
@@ -93,6 +94,7 @@ def batch_from_settings(
     hasher = UserIdHasher(user_id_hash_key(settings))
     if learner_file is not None and not learner_file.is_file():
         raise BatchError(f"{learner_file}: no such file")
+    check_destination(out, settings.s3_bucket)
     sink = sink_for(out)
     models = store_from_url(settings.model_store)
     # Checked once: a promotion during the run must not split it across two models.

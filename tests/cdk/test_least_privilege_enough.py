@@ -231,6 +231,8 @@ def _erasures(names: ResourceNames, catalog: str, queue_url: str) -> None:
         s3.copy_object(Bucket=bucket, Key=copy, CopySource={"Bucket": bucket, "Key": entry["Key"]})
     spilled = json.dumps({"partition_key_hash": hasher(learner)}) + "\n" + '{"other": 1}\n'
     s3.put_object(Bucket=bucket, Key="dead-letters/iam/spilled.json", Body=spilled.encode())
+    # A day-old batch of recommendations: retention deletes it.
+    s3.put_object(Bucket=bucket, Key="digests/iam/part-00000.jsonl", Body=b'{"user_key": "x"}\n')
     boto3.client("sqs").send_message(
         QueueUrl=queue_url, MessageBody=json.dumps({"partition_key_hash": hasher(learner)})
     )

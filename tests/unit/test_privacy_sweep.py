@@ -15,7 +15,10 @@ from moto import mock_aws
 
 from learnrec.identity import UserIdHasher
 from learnrec.privacy.erasure import GRACE, ErasureSweep, without_learners
-from learnrec.storage import PrivacyStore, make_engine
+from learnrec.privacy.retention import DIGESTS_KEPT as RETENTION_DIGESTS
+from learnrec.privacy.retention import RetentionSweep
+from learnrec.serving.batch import BatchError, check_destination
+from learnrec.storage import IngestStore, PrivacyStore, make_engine
 from learnrec.storage.migrate import upgrade
 
 BUCKET = "sweep-bucket"
@@ -96,3 +99,23 @@ def test_an_erasure_younger_than_the_grace_period_waits(s3: Any, privacy: Privac
 
     assert report.learners == 0 and report.objects_scanned == 0
     assert privacy.pending_erasures(datetime.now(UTC) + GRACE) == [GONE]
+
+
+def test_digests_are_deleted_a_day_after_they_are_written(s3: Any, privacy: PrivacyStore) -> None:
+    s3.put_object(Bucket=BUCKET, Key="digests/run-1/part-00000.jsonl", Body=_lines(KEPT))
+    s3.put_object(Bucket=BUCKET, Key="digests/run-1/part-00000.jsonl", Body=_lines(KEPT, GONE))
+    sweep = RetentionSweep(s3, BUCKET, privacy, IngestStore(privacy.engine))
+
+    assert sweep.run(datetime.now(UTC) + timedelta(hours=12)).digest_objects_deleted == 0
+    report = sweep.run(datetime.now(UTC) + RETENTION_DIGESTS + timedelta(minutes=1))
+
+    assert report.digest_objects_deleted == 2  # both versions
+    assert "Versions" not in s3.list_object_versions(Bucket=BUCKET, Prefix="digests/")
+
+
+def test_batch_digests_go_under_digests_in_the_data_bucket() -> None:
+    check_destination(f"s3://{BUCKET}/digests/2026-11-29/", BUCKET)
+    check_destination("s3://platform-mail/digests/", BUCKET)  # not learnrec's bucket
+    check_destination("build/digests", BUCKET)
+    with pytest.raises(BatchError, match="digests/"):
+        check_destination(f"s3://{BUCKET}/exports/", BUCKET)
