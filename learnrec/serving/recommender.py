@@ -312,7 +312,7 @@ class Recommender:
         item_filter: ItemFilter,
         options: RecommendOptions,
     ) -> None:
-        """Give up to ``new_item_slots`` of the list to new items that fit the learner.
+        """Give up to ``new_item_slots`` of the list (at most half) to new items that fit.
 
         New items the model already ranked count toward the share. The others are the
         closest to the learner in the towers' space among those that pass the request's
@@ -320,7 +320,7 @@ class Recommender:
         their level; they replace the lowest-ranked picks. Items whose prerequisites are
         not completed still go after all others.
         """
-        slots = min(self.new_item_slots, options.k)
+        slots = min(self.new_item_slots, options.k // 2)  # never most of a list
         new = self._new_items(bundle)
         if slots <= 0 or not new:
             return

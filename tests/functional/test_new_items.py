@@ -6,11 +6,13 @@ new items come in the way ``PUT /admin/catalog`` adds them (item tower, index, c
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 
-from learnrec.data.dataset import Dataset
+from learnrec.data.dataset import Dataset, split_interactions
+from learnrec.evaluation.exposure import SLOT_COUNTS, hold_out_items
 from learnrec.schemas import ContentItem, Learner
 from learnrec.serving.bundle_index import load_index
 from learnrec.serving.exposure import make_room
@@ -56,6 +58,8 @@ def test_a_matching_new_item_takes_the_reserved_slot_with_its_reason(quality_run
     assert [r.content_id for r in after] == [before[0].content_id, "widgets-101"]
     assert after[1].reason == f"New in {TOPIC}" and after[1].title == "Widgets-101"
     assert [r.rank for r in after] == [1, 2]
+    # A slot is never most of a list: a list of one stays the model's pick.
+    assert ids(rec, newcomer(), RecommendOptions(k=1)) == [before[0].content_id]
     # Where the model ranks it on its own, it keeps its place and says it is new.
     ranked = rec.recommend(None, [], newcomer(), RecommendOptions(k=10)).items
     assert [r.reason for r in ranked if r.content_id == "widgets-101"] == [f"New in {TOPIC}"]
@@ -123,3 +127,30 @@ def test_only_lower_ranked_picks_that_are_not_new_give_way() -> None:
     assert make_room(ranked, {"new1"}.__contains__, 2, 4) == [0, 1]
     assert make_room(ranked, {"new1"}.__contains__, 1, 10) == [0, 1, 2, 3]
     assert make_room(["new1"], {"new1"}.__contains__, 1, 1) == [0]
+
+
+def test_held_out_items_lose_their_training_interactions_only(small_dataset: Dataset) -> None:
+    parts = split_interactions(small_dataset.interactions, "stratified", 0.25, 42)
+    train, held = hold_out_items(parts.train, parts.test, 0.2, 42)
+    test_items = set(parts.test["content_id"])
+    assert held and set(held) <= test_items
+    assert len(held) == round(0.2 * len(test_items))
+    assert not set(train["content_id"]) & set(held)
+    kept = parts.train[~parts.train["content_id"].isin(held)]
+    assert len(train) == len(kept) < len(parts.train)
+    assert hold_out_items(parts.train, parts.test, 0.2, 42)[1] == held  # seeded
+    assert hold_out_items(parts.train, parts.test, 0.0, 42) == (parts.train, [])
+
+
+def test_the_quality_benchmark_compares_slot_counts_through_serving(quality_run: Path) -> None:
+    metrics = json.loads((quality_run / "metrics.json").read_text())
+    comparison = metrics["new_item_slots"]
+    rows = comparison["by_slots"]
+    assert set(rows) == {str(s) for s in SLOT_COUNTS}
+    assert comparison["users"] == metrics["n_users"]
+    k = metrics["k"]
+    # Without slots, new items reach learners only where the model ranks them itself.
+    assert rows["0"]["new_items_shown"] <= rows["1"]["new_items_shown"]
+    assert all(0.0 <= row[f"ndcg@{k}"] <= 1.0 for row in rows.values())
+    report = (quality_run / "report.md").read_text()
+    assert "New-item slots through the serving path" in report
