@@ -47,8 +47,9 @@ from learnrec.serving.catalog import ServingCatalog
 logger = logging.getLogger(__name__)
 
 TOP_K_RETRIEVAL = 100
-# New items checked against a learner's topics and level per request, best scored first.
-MAX_NEW_CHECKED = 500
+# New items in the learner's topics and near their level scored per request.
+MAX_NEW_SCORED = 2000
+MAX_NEW_CHECKED = 200  # of those, the best checked against the request's filters
 PREREQUISITES_FIRST = " (complete its prerequisites first)"
 _INTEREST_MATCH = FEATURE_NAMES.index("interest_match")
 
@@ -163,8 +164,7 @@ class Recommender:
         self.top_k_retrieval = top_k_retrieval
         self.new_item_slots = new_item_slots
         # Items without training engagement and their vectors; built on first use.
-        self._new: dict[str, np.ndarray] | None = None
-        self._new_matrix: tuple[list[str], np.ndarray] | None = None
+        self._new: exposure.NewItemPool | None = None
 
     def recommend(
         self,
@@ -262,34 +262,22 @@ class Recommender:
         self.bundle.catalog.upsert(items)
         new = self._new_items(self.bundle)
         for item, vector in zip(items, vectors, strict=True):
-            if self._is_untrained(self.bundle, item.content_id):
-                new[item.content_id] = np.asarray(vector, dtype=np.float32)
-        self._new_matrix = None
+            if new.is_new(item.content_id):
+                new.add(item.content_id, vector, item.topics)
         return len(items)
 
-    def is_new(self, content_id: str) -> bool:
-        """Whether an item has no engagement in the model's training data."""
-        return self.bundle is not None and content_id in self._new_items(self.bundle)
-
-    @staticmethod
-    def _is_untrained(bundle: ModelBundle, content_id: str) -> bool:
-        idx = bundle.space.items.index(content_id)
-        return idx == 0 or not bundle.stats.popularity[idx] > 0
-
-    def _new_items(self, bundle: ModelBundle) -> dict[str, np.ndarray]:
-        """The bundle's catalog items nobody engaged with in training, with their vectors.
-
-        One vectorised pass over the popularity counts, once per container; items added
-        later join in :meth:`add_items`.
-        """
+    def _new_items(self, bundle: ModelBundle) -> exposure.NewItemPool:
+        """The items without training engagement; built once per container, on first use."""
         if self._new is None:
-            rows = np.flatnonzero(bundle.stats.popularity[1:] <= 0) + 1
-            keys = bundle.space.items.keys
-            self._new = {
-                keys[row - 1]: np.asarray(bundle.item_vectors[row], dtype=np.float32)
-                for row in rows.tolist()
-                if keys[row - 1] in bundle.catalog
-            }
+            self._new = exposure.NewItemPool(
+                bundle.stats.popularity,
+                bundle.stats.level,
+                bundle.stats.tokens,
+                bundle.stats.token_keys,
+                bundle.space.items.keys,
+                bundle.space.items.index,
+                bundle.item_vectors,
+            )
         return self._new
 
     @staticmethod
@@ -330,25 +318,19 @@ class Recommender:
         )
         # A new item the model ranked on its own is new all the same: it says so.
         result.items = [
-            self._as_new(bundle, r, topics) if r.content_id in new else r for r in result.items
+            self._as_new(bundle, r, topics) if new.is_new(r.content_id) else r for r in result.items
         ]
-        wanted = slots - sum(1 for r in result.items if r.content_id in new)
+        wanted = slots - sum(1 for r in result.items if new.is_new(r.content_id))
         if wanted <= 0 or not topics:
             return
         level = exposure.learner_level(
             profile.level if profile else None, [i.level for i in past if i]
         )
-        if self._new_matrix is None:
-            self._new_matrix = (list(new), np.vstack(list(new.values())))
-        ids, matrix = self._new_matrix
+        ids, matrix = new.candidates(topics, level, MAX_NEW_SCORED)
+        if not ids:
+            return
         scores = matrix @ np.asarray(vector, dtype=np.float32)
-        checked = min(len(ids), MAX_NEW_CHECKED)
-        best = np.argpartition(-scores, checked - 1)[:checked] if checked < len(ids) else None
-        order = (
-            best[np.argsort(-scores[best], kind="stable")]
-            if best is not None
-            else (np.argsort(-scores, kind="stable"))
-        )
+        order = np.argsort(-scores, kind="stable")[:MAX_NEW_CHECKED]
         taken = {r.content_id for r in result.items}
         picks: list[Recommendation] = []
         for position in order.tolist():
@@ -369,7 +351,7 @@ class Recommender:
         if not picks:
             return
         ranked = [r.content_id for r in result.items]
-        kept = exposure.make_room(ranked, new.__contains__, len(picks), options.k)
+        kept = exposure.make_room(ranked, new.is_new, len(picks), options.k)
         items = [result.items[p] for p in kept] + picks
         completed = {h.content_id for h in history if h.strength >= COMPLETION_STRENGTH}
         blocked = [self._missing_prerequisites(bundle, r.content_id, completed) for r in items]
