@@ -81,6 +81,7 @@ def _quality(args: argparse.Namespace) -> int:
         args.k,
         progress=not args.quiet,
         tune_towers=args.tune_towers,
+        new_item_fraction=args.new_items,
     )
     k = metrics["k"]
     print(
@@ -90,6 +91,9 @@ def _quality(args: argparse.Namespace) -> int:
     for name, values in metrics["models"].items():
         cells = "  ".join(f"{key}={value:.4f}" for key, value in values.items())
         print(f"  {name:<17} {cells}")
+    for slots, row in metrics.get("new_item_slots", {}).get("by_slots", {}).items():
+        cells = "  ".join(f"{key}={value:.4f}" for key, value in row.items())
+        print(f"  new-item slots {slots}: {cells}")
     print(f"metrics: {args.out / 'metrics.json'}\nreport:  {args.out / 'report.md'}")
     return 0
 
@@ -150,6 +154,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--tune-towers",
         action="store_true",
         help="choose the towers' L2 and temperature on validation (six extra trainings)",
+    )
+    quality.add_argument(
+        "--new-items",
+        type=float,
+        default=0.0,
+        metavar="FRACTION",
+        help="hold this share of the test's items out of training, as items added since, "
+        "to measure the new-item slots (default 0: only items the split leaves untrained)",
     )
     quality.set_defaults(func=_quality)
     add_serving_command(bench)

@@ -42,6 +42,11 @@ class Settings(BaseSettings):
     embedding_dim: int = Field(default=64, ge=1)
     top_k_retrieval: int = Field(default=100, ge=1, le=1000)
     top_k_ranking: int = Field(default=10, ge=1, le=100)
+    # Slots per list reserved for new items (no engagement in the model's training data,
+    # or added through PUT /admin/catalog since) that share a topic with the learner and
+    # sit near their level, never more than half a list; 0 turns it off
+    # (learnrec.serving.exposure; README, "New items").
+    new_item_slots: int = Field(default=1, ge=0, le=100)
     vector_index: Literal["faiss", "opensearch"] = "faiss"
     opensearch_endpoint: str | None = None
     opensearch_alias: str = "learnrec-items"

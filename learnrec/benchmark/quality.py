@@ -17,6 +17,7 @@ from learnrec.bundle import new_version, write_manifest
 from learnrec.data.dataset import Dataset, SplitName
 from learnrec.data.generator import generate, to_dataset
 from learnrec.data.importers import default_mooccube_root, load_mooccube, read_interactions_file
+from learnrec.evaluation.exposure import exposure_comparison
 from learnrec.evaluation.offline import TOWER_SEARCH, evaluate_offline
 from learnrec.evaluation.report import write_report
 from learnrec.ranking.model import RankerParams
@@ -63,6 +64,7 @@ def run_quality(
     retrieval_params: RetrievalParams | None = None,
     ranker_params: RankerParams | None = None,
     tune_towers: bool = False,
+    new_item_fraction: float = 0.0,
 ) -> dict[str, Any]:
     started = time.perf_counter()
     dataset = source.load() if isinstance(source, Source) else source
@@ -82,6 +84,7 @@ def run_quality(
         ranker_params=ranker_params,
         progress=progress,
         tower_search=TOWER_SEARCH if tune_towers else (),
+        new_item_fraction=new_item_fraction,
     )
     metrics = result.metrics
     metrics["timings_s"] = {"load": round(load_s, 3), **metrics["timings_s"]}
@@ -106,6 +109,12 @@ def run_quality(
             "seed": seed,
         },
     )
+    if result.train is not None and result.test is not None:
+        started_exposure = time.perf_counter()
+        metrics["new_item_slots"] = exposure_comparison(
+            bundle, dataset, result.train, result.test, k, seed
+        )
+        metrics["timings_s"]["new_item_slots"] = round(time.perf_counter() - started_exposure, 3)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
     notes = [TARGET_NOTES[dataset.name]] if dataset.name in TARGET_NOTES else []
     notes.append(
@@ -114,6 +123,7 @@ def run_quality(
         + f"; ranker candidate recall {ranking['candidate_recall']:.3f}."
     )
     notes.extend(_baseline_notes(metrics))
+    notes.extend(_exposure_notes(metrics))
     write_report(out, metrics, result.score_samples, notes)
     return metrics
 
@@ -146,3 +156,27 @@ def _baseline_notes(metrics: dict[str, Any]) -> list[str]:
         for name, why in metrics.get("baselines_unavailable", {}).items()
     )
     return notes
+
+
+def _exposure_notes(metrics: dict[str, Any]) -> list[str]:
+    """One line per slot count: what the served lists score with that many new-item slots."""
+    comparison = metrics.get("new_item_slots")
+    if not comparison:
+        return []
+    k = metrics["k"]
+    held = metrics.get("held_out_new_items", 0)
+    origin = (
+        f"{held} test items held out of training" if held else "items without training interactions"
+    )
+    cells = "; ".join(
+        f"{slots}: NDCG@{k} {row[f'ndcg@{k}']:.4f}, P@{k} {row[f'precision@{k}']:.4f}, "
+        f"new-item recall@{k} {row[f'new_item_recall@{k}']:.3f}, "
+        f"new items shown {row['new_items_shown']:.0%}"
+        for slots, row in comparison["by_slots"].items()
+    )
+    return [
+        f"New-item slots through the serving path ({comparison['users']} learners, "
+        f"{comparison['new_items']} new items: {origin}, "
+        f"{comparison['new_item_test_interactions']} test interactions with them), by slots "
+        f"per list: {cells}."
+    ]

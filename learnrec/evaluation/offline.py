@@ -27,6 +27,7 @@ from learnrec.bundle import SPACE_FILE, STATS_FILE
 from learnrec.data.dataset import Dataset, SplitName, split_interactions
 from learnrec.data.generator import click_probability
 from learnrec.evaluation.baselines import BASELINES, rank_baselines
+from learnrec.evaluation.exposure import hold_out_items
 from learnrec.evaluation.metrics import evaluate_rankings
 from learnrec.features.ranking import FEATURE_NAMES, ItemStats
 from learnrec.features.space import FeatureSpace
@@ -61,6 +62,9 @@ TOWER_SEARCH: tuple[dict[str, float], ...] = (
 class OfflineResult:
     metrics: dict[str, Any]
     score_samples: dict[str, np.ndarray] = field(default_factory=dict)
+    # The interactions the models were trained and scored on (after any hold-out).
+    train: pd.DataFrame | None = None
+    test: pd.DataFrame | None = None
 
 
 @dataclass(frozen=True)
@@ -148,18 +152,22 @@ def evaluate_offline(
     baseline_names: tuple[str, ...] = BASELINES,
     cross_fit_folds: int = CROSS_FIT_FOLDS,
     tower_search: Sequence[Mapping[str, float]] = (),
+    new_item_fraction: float = 0.0,
 ) -> OfflineResult:
     """Train every model on the training part and score them all on the test part.
 
     ``tower_search`` (with cross-fitting) are retrieval parameter overrides tried on the
     first fold; the best on that fold's held-out labels trains every other model.
+    ``new_item_fraction`` of the test's items lose their training interactions, to stand
+    in for items added after training (:func:`learnrec.evaluation.exposure.hold_out_items`).
     """
     timings: dict[str, float] = {}
     tower_trials: list[dict[str, Any]] = []
     ranker_params = ranker_params or RankerParams(seed=seed)
     retrieval_params = retrieval_params or RetrievalParams(seed=seed)
     parts = split_interactions(dataset.interactions, split, test_fraction, seed)
-    train, test = parts.train, parts.test
+    train, held_out = hold_out_items(parts.train, parts.test, new_item_fraction, seed)
+    test = parts.test
     inner = split_interactions(train, split, RANKER_FRACTION, seed + 1)
     with tempfile.TemporaryDirectory(prefix="learnrec-folds-") as scratch:
         fold_models: list[Path] = []
@@ -260,13 +268,15 @@ def evaluate_offline(
         "ranker_features_alone": features_alone,
         "cross_fit_folds": cross_fit_folds,
         "retrieval_search": tower_trials,
+        "new_item_fraction": new_item_fraction,
+        "held_out_new_items": len(held_out),
         "timings_s": timings,
     }
     samples = {
         "two_tower": ranked.retrieval_scores,
         "two_tower_ranker": ranked.ranker_scores,
     }
-    return OfflineResult(metrics=metrics, score_samples=samples)
+    return OfflineResult(metrics=metrics, score_samples=samples, train=train, test=test)
 
 
 def _choose_towers(

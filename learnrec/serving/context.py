@@ -66,7 +66,9 @@ def load_recommender(directory: Path, settings: Settings | None = None) -> Recom
         index = OpenSearchIndex(client, settings.opensearch_alias)
     else:
         index = load_index(directory)
-    return Recommender(ModelBundle(directory), index, settings.top_k_retrieval)
+    return Recommender(
+        ModelBundle(directory), index, settings.top_k_retrieval, settings.new_item_slots
+    )
 
 
 _STAGE_IN_SECRET = re.compile(r"learnrec/([A-Za-z0-9_-]+)/")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from pathlib import Path
 
@@ -41,11 +41,16 @@ from learnrec.retrieval.index import (
 )
 from learnrec.retrieval.onnx_runtime import OnnxTowers
 from learnrec.schemas import ContentItem, Learner
+from learnrec.serving import exposure
 from learnrec.serving.catalog import ServingCatalog
 
 logger = logging.getLogger(__name__)
 
 TOP_K_RETRIEVAL = 100
+# New items in the learner's topics and near their level scored per request.
+MAX_NEW_SCORED = 2000
+MAX_NEW_CHECKED = 200  # of those, the best checked against the request's filters
+PREREQUISITES_FIRST = " (complete its prerequisites first)"
 _INTEREST_MATCH = FEATURE_NAMES.index("interest_match")
 
 
@@ -152,10 +157,14 @@ class Recommender:
         bundle: ModelBundle | None,
         index: VectorIndex | None,
         top_k_retrieval: int = TOP_K_RETRIEVAL,
+        new_item_slots: int = exposure.DEFAULT_NEW_ITEM_SLOTS,
     ) -> None:
         self.bundle = bundle
         self.index = index
         self.top_k_retrieval = top_k_retrieval
+        self.new_item_slots = new_item_slots
+        # Items without training engagement and their vectors; built on first use.
+        self._new: exposure.NewItemPool | None = None
 
     def recommend(
         self,
@@ -182,6 +191,11 @@ class Recommender:
         if not hits:
             return self._popular(bundle, item_filter, options, ["no candidates passed the filters"])
         result = self._rank(bundle, user_id, history, profile, hits, options)
+        try:
+            self._expose_new(bundle, result, vector, history, profile, item_filter, options)
+        except Exception:  # exposure is a bonus: the ranked list stands without it
+            logger.exception("new-item exposure failed")
+            result.degraded.append("new-item exposure failed")
         self._fill(bundle, result, item_filter, options)
         return result
 
@@ -246,7 +260,110 @@ class Recommender:
             ]
         )
         self.bundle.catalog.upsert(items)
+        new = self._new_items(self.bundle)
+        for item, vector in zip(items, vectors, strict=True):
+            if new.is_new(item.content_id):
+                new.add(item.content_id, vector, item.topics)
         return len(items)
+
+    def _new_items(self, bundle: ModelBundle) -> exposure.NewItemPool:
+        """The items without training engagement; built once per container, on first use."""
+        if self._new is None:
+            self._new = exposure.NewItemPool(
+                bundle.stats.popularity,
+                bundle.stats.level,
+                bundle.stats.tokens,
+                bundle.stats.token_keys,
+                bundle.space.items.keys,
+                bundle.space.items.index,
+                bundle.item_vectors,
+            )
+        return self._new
+
+    @staticmethod
+    def _as_new(bundle: ModelBundle, pick: Recommendation, topics: set[str]) -> Recommendation:
+        item = bundle.catalog.get(pick.content_id)
+        item_topics = item.topics if item else []
+        topic = exposure.matching_topic(item_topics, topics) or next(iter(item_topics), None)
+        text = exposure.reason(topic) if topic else "New in the catalog"
+        if pick.reason.endswith(PREREQUISITES_FIRST):
+            text += PREREQUISITES_FIRST
+        return replace(pick, reason=text)
+
+    def _expose_new(
+        self,
+        bundle: ModelBundle,
+        result: RecommendResult,
+        vector: np.ndarray,
+        history: Sequence[HistoryItem],
+        profile: Learner | None,
+        item_filter: ItemFilter,
+        options: RecommendOptions,
+    ) -> None:
+        """Give up to ``new_item_slots`` of the list (at most half) to new items that fit.
+
+        New items the model already ranked count toward the share. The others are the
+        closest to the learner in the towers' space among those that pass the request's
+        filters, share a topic with the learner's interests or history and sit near
+        their level; they replace the lowest-ranked picks. Items whose prerequisites are
+        not completed still go after all others.
+        """
+        slots = min(self.new_item_slots, options.k // 2)  # never most of a list
+        new = self._new_items(bundle)
+        if slots <= 0 or not new:
+            return
+        past = [bundle.catalog.get(h.content_id) for h in history]
+        topics = exposure.learner_topics(
+            profile.interests if profile else (), (i.topics for i in past if i)
+        )
+        # A new item the model ranked on its own is new all the same: it says so.
+        result.items = [
+            self._as_new(bundle, r, topics) if new.is_new(r.content_id) else r for r in result.items
+        ]
+        wanted = slots - sum(1 for r in result.items if new.is_new(r.content_id))
+        if wanted <= 0 or not topics:
+            return
+        level = exposure.learner_level(
+            profile.level if profile else None, [i.level for i in past if i]
+        )
+        ids, matrix = new.candidates(topics, level, MAX_NEW_SCORED)
+        if not ids:
+            return
+        scores = matrix @ np.asarray(vector, dtype=np.float32)
+        order = np.argsort(-scores, kind="stable")[:MAX_NEW_CHECKED]
+        taken = {r.content_id for r in result.items}
+        picks: list[Recommendation] = []
+        for position in order.tolist():
+            cid = ids[position]
+            item = bundle.catalog.get(cid)
+            if item is None or cid in taken:
+                continue
+            if not item_filter.allows(cid, item.topics, item.level):
+                continue
+            topic = exposure.matching_topic(item.topics, topics)
+            if topic is None or not exposure.level_fits(item.level, level):
+                continue
+            picks.append(
+                Recommendation(cid, float(scores[position]), 0, exposure.reason(topic), item.title)
+            )
+            if len(picks) == wanted:
+                break
+        if not picks:
+            return
+        ranked = [r.content_id for r in result.items]
+        kept = exposure.make_room(ranked, new.is_new, len(picks), options.k)
+        items = [result.items[p] for p in kept] + picks
+        completed = {h.content_id for h in history if h.strength >= COMPLETION_STRENGTH}
+        blocked = [self._missing_prerequisites(bundle, r.content_id, completed) for r in items]
+        picked = {r.content_id for r in picks}
+        items = [
+            replace(r, reason=r.reason + PREREQUISITES_FIRST) if b and r.content_id in picked else r
+            for r, b in zip(items, blocked, strict=True)
+        ]
+        order_by_block = sorted(range(len(items)), key=lambda i: blocked[i])
+        result.items = [
+            replace(items[i], rank=rank) for rank, i in enumerate(order_by_block, start=1)
+        ]
 
     @staticmethod
     def _filter(history: Sequence[HistoryItem], options: RecommendOptions) -> ItemFilter:
@@ -308,7 +425,7 @@ class Recommender:
                 bundle, cid, completed, profile, matches_interest, similar_to[rank - 1]
             )
             if blocked[position]:
-                reason += " (complete its prerequisites first)"
+                reason += PREREQUISITES_FIRST
             result.items.append(
                 Recommendation(cid, float(scores[position]), rank, reason, _title(bundle, cid))
             )

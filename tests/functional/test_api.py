@@ -185,6 +185,25 @@ def test_new_catalog_item_is_recommendable_at_once(api: Api, small_dataset: Data
     assert [i["content_id"] for i in body["items"]] == ["brand-new"]
 
 
+def test_a_new_catalog_item_reaches_a_learner_of_its_topic_marked_as_new(api: Api) -> None:
+    item = {
+        "content_id": "orbits-1",
+        "title": "Orbits",
+        "topics": ["orbital-mechanics"],
+        "level": 2,
+    }
+    admin = api.token("ops", "admin")
+    status, _ = api.call("PUT", "/admin/catalog", body=[item], token=admin)
+    assert status == 200
+    profile = {"user_id": "explorer", "level": 2, "interests": ["orbital-mechanics"]}
+    token = api.token("explorer")
+    assert api.call("PUT", "/learners/explorer/profile", body=profile, token=token)[0] == 200
+    status, body = api.call("GET", "/recommend/explorer", {"k": "4"}, token=token)
+    assert status == 200 and len(body["items"]) == 4
+    reasons = {i["content_id"]: i["reason"] for i in body["items"]}
+    assert reasons.get("orbits-1") == "New in orbital-mechanics"
+
+
 def test_events_batch_goes_to_kinesis_with_per_event_results(
     api: Api, small_dataset: Dataset
 ) -> None:
