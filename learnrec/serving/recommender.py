@@ -48,7 +48,7 @@ logger = logging.getLogger(__name__)
 
 TOP_K_RETRIEVAL = 100
 # New items in the learner's topics and near their level scored per request.
-MAX_NEW_SCORED = 2000
+MAX_NEW_SCORED = 500
 MAX_NEW_CHECKED = 200  # of those, the best checked against the request's filters
 PREREQUISITES_FIRST = " (complete its prerequisites first)"
 _INTEREST_MATCH = FEATURE_NAMES.index("interest_match")
