@@ -13,7 +13,6 @@ from collections.abc import Iterable, Iterator, Sequence
 
 from sqlalchemy import Engine, func, select, union
 
-from ..schemas import EventType, Learner
 from .catalog import (
     CHUNK_SIZE,
     HISTORY,
@@ -21,7 +20,8 @@ from .catalog import (
     TOMBSTONES,
     HistoryEntry,
     LearnerContext,
-    TombstoneReason,
+    history_entry,
+    learner_context_of,
 )
 
 
@@ -47,7 +47,7 @@ def learner_contexts(
                 .all()
             }
             reasons = {
-                str(user_id): TombstoneReason(reason)
+                str(user_id): str(reason)
                 for user_id, reason in conn.execute(
                     select(TOMBSTONES.c.user_id, TOMBSTONES.c.reason).where(
                         TOMBSTONES.c.user_id.in_(chunk)
@@ -70,24 +70,11 @@ def learner_contexts(
             )
             histories: dict[str, list[HistoryEntry]] = {}
             for row in conn.execute(history_stmt).mappings():
-                histories.setdefault(str(row["user_id"]), []).append(
-                    HistoryEntry(
-                        user_id=row["user_id"],
-                        content_id=row["content_id"],
-                        event_type=EventType(row["event_type"]),
-                        ts=row["ts"],
-                        weight=row["weight"],
-                    )
-                )
+                histories.setdefault(str(row["user_id"]), []).append(history_entry(row))
             for user_id in chunk:
-                tombstone = reasons.get(user_id)
-                profile = None
-                stored = profiles.get(user_id)
-                if stored is not None:
-                    if stored["opted_out"] and tombstone is None:  # the previous release's flag
-                        tombstone = TombstoneReason.OPTED_OUT
-                    profile = Learner.model_validate({k: stored[k] for k in Learner.model_fields})
-                found[user_id] = LearnerContext(profile, tombstone, histories.get(user_id, []))
+                found[user_id] = learner_context_of(
+                    profiles.get(user_id), reasons.get(user_id), histories.get(user_id, [])
+                )
     return found
 
 

@@ -28,6 +28,7 @@ from sqlalchemy import (
     Engine,
     Float,
     Index,
+    RowMapping,
     SmallInteger,
     String,
     Table,
@@ -367,6 +368,31 @@ def _merge_history_chunk(rows: Iterable[dict[str, Any]]) -> list[dict[str, Any]]
     return list(merged.values())
 
 
+def history_entry(row: RowMapping) -> HistoryEntry:
+    """A history row (a result mapping) as serving reads it."""
+    return HistoryEntry(
+        user_id=row["user_id"],
+        content_id=row["content_id"],
+        event_type=EventType(row["event_type"]),
+        ts=row["ts"],
+        weight=row["weight"],
+    )
+
+
+def learner_context_of(
+    profile_row: RowMapping | None, reason: str | None, history: list[HistoryEntry]
+) -> LearnerContext:
+    """What serving knows of a learner from their rows: the profile row (with the previous
+    release's opt-out flag, honoured when there is no tombstone) and the tombstone's reason."""
+    tombstone = None if reason is None else TombstoneReason(reason)
+    profile = None
+    if profile_row is not None:
+        if profile_row["opted_out"] and tombstone is None:
+            tombstone = TombstoneReason.OPTED_OUT
+        profile = Learner.model_validate({k: profile_row[k] for k in Learner.model_fields})
+    return LearnerContext(profile, tombstone, history)
+
+
 def untracked_among(conn: Connection, user_ids: Iterable[str]) -> set[str]:
     """The learners among ``user_ids`` whose events must not be recorded.
 
@@ -588,23 +614,7 @@ class CatalogStore:
             profile_row = conn.execute(profile_stmt).mappings().first()
             reason = conn.scalar(tombstone_stmt)
             history_rows = conn.execute(history_stmt).mappings().all()
-        tombstone = None if reason is None else TombstoneReason(reason)
-        profile = None
-        if profile_row is not None:
-            if profile_row["opted_out"] and tombstone is None:  # written by the previous release
-                tombstone = TombstoneReason.OPTED_OUT
-            profile = Learner.model_validate({k: profile_row[k] for k in Learner.model_fields})
-        history = [
-            HistoryEntry(
-                user_id=row["user_id"],
-                content_id=row["content_id"],
-                event_type=EventType(row["event_type"]),
-                ts=row["ts"],
-                weight=row["weight"],
-            )
-            for row in history_rows
-        ]
-        return LearnerContext(profile, tombstone, history)
+        return learner_context_of(profile_row, reason, [history_entry(r) for r in history_rows])
 
     # -- history -------------------------------------------------------------------------
 
