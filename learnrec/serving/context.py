@@ -40,7 +40,7 @@ from learnrec.serving.model_store import ActiveModel, store_from_url
 from learnrec.serving.readiness import NotReadyError, Unready
 from learnrec.serving.recommender import ModelBundle, Recommender
 from learnrec.storage import CatalogStore, make_engine
-from learnrec.storage.schema import SchemaNotReadyError, check_on_first_connect, require_schema
+from learnrec.storage.schema import SchemaNotReadyError, check_on_first_connect
 from learnrec.storage.url import database_url
 
 logger = logging.getLogger("learnrec.serving")
@@ -168,18 +168,16 @@ def _reachable_store(settings: Settings) -> tuple[CatalogStore | None, Unready |
             "API function may read it",
         )
     engine = make_engine(url, settings=settings, **_connect_args(url))
+    # The schema is checked on the first connection that succeeds, now or later: the
+    # deploy-time migration owns it (learnrec.storage.migrate), a cold start only checks.
+    check_on_first_connect(engine)
     try:
-        # One query shows both that the database answers and that its schema is there:
-        # the deploy-time migration owns the schema (learnrec.storage.migrate), a cold
-        # start only checks it and never creates it.
-        require_schema(engine)
+        with engine.connect():
+            pass
     except SchemaNotReadyError as error:
         engine.dispose()
         return None, Unready("database_schema", str(error))
     except Exception:
-        engine.dispose()
-        engine = make_engine(url, settings=settings, **_connect_args(url))
-        check_on_first_connect(engine)
         return CatalogStore(engine), DATABASE_UNREACHABLE
     return CatalogStore(engine), None
 

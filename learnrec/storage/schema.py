@@ -10,6 +10,7 @@ so those functions need not ship Alembic; ``tests/unit/test_migrations.py`` chec
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import Connection, Engine, column, event, inspect, select, table
@@ -30,35 +31,49 @@ class SchemaNotReadyError(RuntimeError):
     """The database's schema is missing or older than this code needs."""
 
 
-def database_revision(conn: Connection) -> str | None:
-    """The revision stamped in the database; None when it has no version table or row."""
+def _stamped(conn: Connection) -> list[str] | None:
+    """The revisions in the version table; None when there is no such table."""
     if not inspect(conn).has_table(VERSION_TABLE):
         return None
-    rows = conn.execute(select(_VERSIONS.c.version_num)).scalars().all()
+    return [str(row) for row in conn.execute(select(_VERSIONS.c.version_num)).scalars()]
+
+
+def database_revision(conn: Connection) -> str | None:
+    """The revision stamped in the database; None when it has no version table or row."""
+    rows = _stamped(conn) or []
     if len(rows) > 1:  # learnrec's history is linear: two heads mean someone branched
         raise SchemaNotReadyError(f"the database is stamped with several revisions: {sorted(rows)}")
-    return str(rows[0]) if rows else None
+    return rows[0] if rows else None
 
 
-def require_schema(engine: Engine) -> str:
-    """Return the database's revision, or raise :class:`SchemaNotReadyError` if it is too old.
+def accepted_revision(rows: Sequence[str] | None) -> str:
+    """The stamped revision when this code can work with it, else :class:`SchemaNotReadyError`.
 
-    A revision this code does not know is accepted: it comes from a newer release whose
-    migration already ran (during a canary, or after a rollback of the code), and
-    migrations keep the previous release working. Only a missing or older schema stops
-    a function from starting; it is never created here.
+    ``rows``: the version table's rows, None when there is no table. A revision this code
+    does not know is accepted: it comes from a newer release whose migration already ran
+    (during a canary, or after a rollback of the code), and migrations keep the previous
+    release working. Only a missing or older schema stops a function from starting.
     """
-    with engine.connect() as conn:
-        revision = database_revision(conn)
-    if revision is None:
+    if rows is not None and len(rows) > 1:
+        raise SchemaNotReadyError(f"the database is stamped with several revisions: {sorted(rows)}")
+    if not rows:
         raise SchemaNotReadyError(
             f"the database has no learnrec schema (expected {HEAD}); {UPGRADE_HINT}"
         )
-    if revision in REVISIONS[:-1]:
+    if rows[0] in REVISIONS[:-1]:
         raise SchemaNotReadyError(
-            f"the database schema is at revision {revision}, this code needs {HEAD}; {UPGRADE_HINT}"
+            f"the database schema is at revision {rows[0]}, this code needs {HEAD}; {UPGRADE_HINT}"
         )
-    return revision
+    return rows[0]
+
+
+def require_schema(engine: Engine) -> str:
+    """Return the database's revision if this code can use it (:func:`accepted_revision`).
+
+    The schema is never created here: it belongs to the deploy-time migration.
+    """
+    with engine.connect() as conn:
+        return accepted_revision(_stamped(conn))
 
 
 def check_on_first_connect(engine: Engine) -> None:
@@ -74,17 +89,11 @@ def check_on_first_connect(engine: Engine) -> None:
         cursor = dbapi_connection.cursor()
         try:
             cursor.execute(f"SELECT version_num FROM {VERSION_TABLE}")
-            rows = [str(row[0]) for row in cursor.fetchall()]
-        except Exception as error:  # no version table: no learnrec schema
-            raise SchemaNotReadyError(
-                f"the database has no learnrec schema (expected {HEAD}); {UPGRADE_HINT}"
-            ) from error
+            rows: list[str] | None = [str(row[0]) for row in cursor.fetchall()]
+        except Exception:  # no version table: no learnrec schema
+            rows = None
         finally:
             cursor.close()
-        if len(rows) != 1 or rows[0] in REVISIONS[:-1]:
-            raise SchemaNotReadyError(
-                f"the database schema is at revision {rows or None}, this code needs {HEAD}; "
-                f"{UPGRADE_HINT}"
-            )
+        accepted_revision(rows)
 
     event.listen(engine, "first_connect", check)
