@@ -35,6 +35,7 @@ from typing import Any
 
 from learnrec.bundle import MANIFEST_FILE, SPACE_FILE, sha256_bytes
 from learnrec.events.dead_letter import DEAD_LETTER_PREFIX
+from learnrec.pipeline.artifacts import list_keys
 from learnrec.stages import EVENTS_PREFIX
 from learnrec.storage import PrivacyStore, TombstoneReason
 
@@ -192,7 +193,7 @@ class ErasureSweep:
         if not erased:
             return
         root = f"{self.models_prefix.strip('/')}/versions/"
-        for key in _keys(self.s3, self.bucket, root):
+        for key in list_keys(self.s3, self.bucket, root):
             if not key.endswith("/" + SPACE_FILE) or key.count("/") != root.count("/") + 1:
                 continue
             self._check_time()
@@ -248,13 +249,6 @@ def without_learners(text: bytes, tokens: set[bytes]) -> tuple[bytes, int]:
 
 def _mentions(data: bytes, tokens: set[bytes]) -> bool:
     return any(token in tokens for token in _HEX_TOKEN.findall(data))
-
-
-def _keys(s3: Any, bucket: str, prefix: str) -> Iterable[str]:
-    """Current objects only (bundles: their older versions are deleted as they are rewritten)."""
-    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
-        for entry in page.get("Contents", []):
-            yield str(entry["Key"])
 
 
 def _versions(s3: Any, bucket: str, prefix: str) -> Iterable[tuple[str, str | None, bool]]:

@@ -25,7 +25,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from learnrec.privacy.erasure import delete_other_versions
-from learnrec.serving.model_store import POINTER_FILE, VERSIONS, Pointer
+from learnrec.serving.model_store import VERSIONS, S3ModelStore
 from learnrec.stages import DIGESTS_PREFIX, PIPELINE_PREFIX
 from learnrec.storage import IngestStore, PrivacyStore
 
@@ -85,11 +85,9 @@ class RetentionSweep:
 
     def _delete_old_bundles(self, now: datetime) -> list[str]:
         prefix = self.models_prefix.strip("/")
-        try:
-            body = self.s3.get_object(Bucket=self.bucket, Key=f"{prefix}/{POINTER_FILE}")["Body"]
-        except self.s3.exceptions.NoSuchKey:
+        pointer = S3ModelStore(self.bucket, prefix, self.s3).pointer()
+        if pointer.active is None:
             return []  # nothing was ever promoted: every bundle is a candidate
-        pointer = Pointer.from_json(_json(body.read()))
         keep = {v for v in (pointer.active, *pointer.previous) if v}
         root = f"{prefix}/{VERSIONS}/"
         objects: dict[str, list[str]] = {}
@@ -119,13 +117,6 @@ class RetentionSweep:
                 if key.startswith(learner_level):
                     deleted += delete_other_versions(self.s3, self.bucket, key, keep=None)
         return deleted
-
-
-def _json(data: bytes) -> dict[str, Any]:
-    import json
-
-    value = json.loads(data)
-    return value if isinstance(value, dict) else {}
 
 
 def _entries(s3: Any, bucket: str, prefix: str) -> Iterable[dict[str, Any]]:
