@@ -17,8 +17,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from learnrec.local.aws import LOCAL_ENVIRONMENT, LocalAws, create_resources, local_aws
 from learnrec.stages import ResourceNames
+from learnrec_dev.local.aws import LOCAL_ENVIRONMENT, LocalAws, create_resources, local_aws
 
 
 @pytest.fixture(scope="session")

@@ -98,7 +98,7 @@ class LearnrecFunction(Construct):
             vpc_subnets=APP_SUBNETS,
             security_groups=[security_group],
         )
-        # The layers hold wheels built for CPython 3.12 (learnrec.packaging); a newer
+        # The layers hold wheels built for CPython 3.12 (learnrec_dev.packaging); a newer
         # runtime needs the layers rebuilt and tested first.
         acknowledge(self.function, "L1", "the layers are built for python3.12")
 
@@ -117,7 +117,7 @@ def layer_versions(
             code=lambda_.Code.from_asset(path, exclude=list(exclude)),
             compatible_runtimes=[RUNTIME],
             compatible_architectures=[lambda_.Architecture.X86_64],
-            description=f"learnrec {name} dependencies (learnrec.packaging)",
+            description=f"learnrec {name} dependencies (learnrec_dev.packaging)",
             removal_policy=removal_policy,
         )
         for name, path in layers.items()

@@ -15,13 +15,13 @@ from aws_cdk import CfnOutput, Environment, Fn, RemovalPolicy, Stack, Tags
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
-from learnrec.packaging import STAMP_FILE
 from learnrec.privacy.maintenance import SCHEDULE_HOURS
 from learnrec.serving.model_store import POINTER_FILE
 from learnrec.serving.openapi_doc import Route
 from learnrec.stages import MODELS_PREFIX, StageConfig
 from learnrec.storage.migrate import scripts_digest
 from learnrec.storage.schema import HEAD as SCHEMA_HEAD
+from learnrec_dev.packaging import STAMP_FILE
 
 from .assets import LambdaAssets
 from .data import Data

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from aws_cdk.assertions import Match, Template
 
-from learnrec.packaging import FUNCTIONS
 from learnrec.serving.openapi_doc import gateway_routes, openapi_spec
+from learnrec_dev.packaging import FUNCTIONS
 
 from .conftest import Synthesized
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from learnrec.cli import main
 from learnrec.serving.openapi_doc import gateway_routes, openapi_spec, render_markdown
+from learnrec_dev.cli import main
 
 REPO = Path(__file__).resolve().parents[2]
 

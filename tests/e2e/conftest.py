@@ -24,14 +24,14 @@ from functional.conftest import quality_run, small_dataset  # noqa: F401 (fixtur
 from learnrec.bundle import read_manifest
 from learnrec.config import get_settings
 from learnrec.data.dataset import Dataset, content_items
-from learnrec.local.aws import LocalAws
-from learnrec.local.gateway import REPO, DemoConfig, Gateway, default_handler_path, load_handler
-from learnrec.local.poller import KinesisPoller
 from learnrec.serving.auth import generate_key_pair
 from learnrec.serving.model_store import S3ModelStore, promote
 from learnrec.stages import MODELS_PREFIX, ResourceNames
 from learnrec.storage import CatalogStore, make_engine
 from learnrec.storage.migrate import upgrade
+from learnrec_dev.local.aws import LocalAws
+from learnrec_dev.local.gateway import REPO, DemoConfig, Gateway, default_handler_path, load_handler
+from learnrec_dev.local.poller import KinesisPoller
 
 CHROMIUM = Path("/usr/bin/chromium")
 # The flags issue 7 prescribes: no sandbox (containers), nothing that phones home.

@@ -29,15 +29,15 @@ import pytest
 from functional.conftest import quality_run, small_dataset  # noqa: F401 (fixtures)
 
 from e2e.conftest import activate_bundle, catalog_database
-from learnrec.cli import main
 from learnrec.config import get_settings
 from learnrec.data.dataset import Dataset
-from learnrec.local.aws import LocalAws
-from learnrec.local.gateway import REPO, Gateway, default_handler_path, load_handler
-from learnrec.local.poller import KinesisPoller
 from learnrec.serving.readiness import ContextLoader
 from learnrec.stages import LOCAL_ACCOUNT, LOCAL_REGION, ResourceNames
 from learnrec.storage import CatalogStore, make_engine
+from learnrec_dev.cli import main
+from learnrec_dev.local.aws import LocalAws
+from learnrec_dev.local.gateway import REPO, Gateway, default_handler_path, load_handler
+from learnrec_dev.local.poller import KinesisPoller
 
 
 @dataclass

@@ -37,7 +37,7 @@ def small_dataset() -> Dataset:
 
 @pytest.fixture(scope="session")
 def quality_run(small_dataset: Dataset, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from learnrec.benchmark.quality import run_quality
+    from learnrec_dev.benchmark.quality import run_quality
 
     out = tmp_path_factory.mktemp("quality")
     run_quality(

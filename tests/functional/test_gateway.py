@@ -18,7 +18,7 @@ import pytest
 
 from functional.serving_harness import Api
 from learnrec.data.dataset import Dataset
-from learnrec.local.gateway import Gateway
+from learnrec_dev.local.gateway import Gateway
 
 
 @pytest.fixture(scope="module")

@@ -28,14 +28,14 @@ from functional.pipeline_data import (
     sample,
 )
 from learnrec.bundle import MANIFEST_FILE, read_manifest
-from learnrec.cli import main as cli_main
 from learnrec.config import Settings
-from learnrec.local.aws import LocalAws, create_resources, local_environment
 from learnrec.pipeline.definition import Mode
 from learnrec.pipeline.errors import StepError
 from learnrec.pipeline.local import RunOutcome, run_pipeline
 from learnrec.serving.model_store import ActiveModel, S3ModelStore
 from learnrec.stages import ResourceNames
+from learnrec_dev.cli import main as cli_main
+from learnrec_dev.local.aws import LocalAws, create_resources, local_environment
 
 pytestmark = pytest.mark.training
 

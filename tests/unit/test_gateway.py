@@ -18,8 +18,6 @@ from typing import Any
 
 import pytest
 
-from learnrec.local.cli import parse_learners
-from learnrec.local.gateway import MAX_PAYLOAD_BYTES, DemoConfig, Gateway
 from learnrec.serving.apigw import (
     PROXY_RESOURCE,
     RESOURCES,
@@ -29,6 +27,8 @@ from learnrec.serving.apigw import (
     rest_event,
 )
 from learnrec.serving.auth import TokenVerifier, generate_key_pair
+from learnrec_dev.local.cli import parse_learners
+from learnrec_dev.local.gateway import MAX_PAYLOAD_BYTES, DemoConfig, Gateway
 
 
 @pytest.mark.parametrize(
@@ -294,7 +294,7 @@ def test_demo_learners_are_parsed_once_each() -> None:
 
 
 def test_demo_learners_without_a_key_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
-    from learnrec.cli import main
+    from learnrec_dev.cli import main
 
     assert main(["local", "gateway", "--port", "0", "--demo-learners", "u1"]) == 2
     assert "--dev-private-key" in capsys.readouterr().err

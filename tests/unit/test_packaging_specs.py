@@ -14,7 +14,7 @@ import pytest
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-from learnrec import packaging
+from learnrec_dev import packaging
 
 REPO = Path(__file__).resolve().parents[2]
 LAMBDA_MARKERS = {

@@ -24,9 +24,9 @@ from pathlib import Path
 from typing import Any
 
 from learnrec.deploy.api_client import EVENTS_PER_REQUEST, batches, request_json
-from learnrec.local import aws
-from learnrec.local.processes import is_running, start_detached, stop_all
 from learnrec.stages import ResourceNames
+from learnrec_dev.local import aws
+from learnrec_dev.local.processes import is_running, start_detached, stop_all
 
 DEMO_LEARNERS = 5
 Log = Callable[[str], None]
@@ -70,7 +70,7 @@ class DemoResult:
 
 
 def _cli(*args: str) -> list[str]:
-    return [sys.executable, "-m", "learnrec.cli", *args]
+    return [sys.executable, "-m", "learnrec_dev.cli", *args]
 
 
 def _wait(what: str, check: Callable[[], bool], timeout_s: float, log_file: Path | None) -> None:

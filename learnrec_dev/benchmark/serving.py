@@ -18,7 +18,7 @@ standard library at the top: anything heavier here would be warm before the cloc
 
 Writes ``DIR/serving.json`` (the figures) and leaves the bundle, model store and SQLite
 database under ``DIR/work/``. The package size is that of the deployable api function
-plus its layers, built by :mod:`learnrec.packaging` (as ``learnrec benchmark package``
+plus its layers, built by :mod:`learnrec_dev.packaging` (as ``learnrec benchmark package``
 does); without a build (``--no-package-build``, or pip cannot reach an index) it falls
 back to an estimate from this venv, and says so.
 """
@@ -39,7 +39,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from learnrec.benchmark.arguments import at_least
+from learnrec_dev.benchmark.arguments import at_least
 
 if TYPE_CHECKING:
     import numpy as np
@@ -68,10 +68,10 @@ _COLD_SENTINELS = ("numpy", "fastapi", "pydantic", "onnxruntime", "xgboost", "fa
 # and a package that does not fit.
 _NEVER_AT_SERVING = ("scipy", "sklearn", "pandas", "xgboost", "tensorflow", "aws_xray_sdk")
 _WORKER_BOOT = (
-    "import sys; from learnrec.benchmark.serving import _worker; sys.exit(_worker(sys.argv[1]))"
+    "import sys; from learnrec_dev.benchmark.serving import _worker; sys.exit(_worker(sys.argv[1]))"
 )
 PACKAGE_BUILT_NOTE = (
-    "The api function plus its layers ({layers}) as learnrec.packaging builds them for "
+    "The api function plus its layers ({layers}) as learnrec_dev.packaging builds them for "
     "the Lambda python{python} runtime (x86_64), unzipped: what the 250 MB limit counts."
 )
 PACKAGE_NOTE = (
@@ -857,7 +857,7 @@ def deployable_package_size(package_dir: Path | None) -> dict[str, Any]:
     """
     if package_dir is None:
         return serving_package_size()
-    from learnrec import packaging
+    from learnrec_dev import packaging
 
     try:
         report = packaging.build(package_dir, only=["api"])

@@ -32,7 +32,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from learnrec.benchmark.arguments import at_least
+from learnrec_dev.benchmark.arguments import at_least
 
 RESULT_FILE = "ingest.json"
 TARGET_EVENTS_PER_S = 5000.0
@@ -126,9 +126,9 @@ def run_ingest(
     from learnrec.config import Settings
     from learnrec.events.producer import KinesisProducer
     from learnrec.identity import UserIdHasher, user_id_hash_key
-    from learnrec.local.aws import create_resources, local_aws, local_environment
-    from learnrec.local.poller import KinesisPoller
     from learnrec.stages import ResourceNames
+    from learnrec_dev.local.aws import create_resources, local_aws, local_environment
+    from learnrec_dev.local.poller import KinesisPoller
 
     if events < 1:
         raise ValueError("--events must be at least 1")
