@@ -14,7 +14,7 @@ from functools import lru_cache
 from typing import Literal
 
 from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 LAMBDA_POOL_SIZE, LAMBDA_MAX_OVERFLOW = 1, 1
 DEFAULT_POOL_SIZE, DEFAULT_MAX_OVERFLOW = 5, 10  # SQLAlchemy's own defaults
@@ -109,6 +109,21 @@ class Settings(BaseSettings):
         return "database_url" in self.model_fields_set
 
 
+class _Given(Settings):
+    """Settings from the values given to it alone: no environment variable, no file."""
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings,)
+
+
 def settings_from(environ: Mapping[str, str]) -> Settings:
     """The settings ``environ`` would give, ignoring the process's own environment.
 
@@ -121,8 +136,7 @@ def settings_from(environ: Mapping[str, str]) -> Settings:
         key = field.validation_alias if isinstance(field.validation_alias, str) else name
         if key.upper() in given:
             values[key] = given[key.upper()]
-    # Validation alone, without BaseSettings' __init__, reads no environment variable.
-    return Settings.model_validate(values)
+    return _Given(**values)  # type: ignore[arg-type]
 
 
 @lru_cache(maxsize=1)
