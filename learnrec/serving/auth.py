@@ -62,13 +62,11 @@ MIN_RSA_KEY_BITS = 2048
 MAX_TOKEN_CHARS = 8192
 """Longer bearer tokens are refused before parsing; real ones are well under 2 KB."""
 
+# The variables behind the settings (learnrec.config) that messages name.
 ENV_PUBLIC_KEY = "JWT_PUBLIC_KEY"
 ENV_JWKS = "JWT_JWKS"
 ENV_SECRET_ID = "JWT_SECRET_ID"
-ENV_ISSUER = "JWT_ISSUER"
-ENV_AUDIENCE = "JWT_AUDIENCE"
 ENV_ALGORITHM = "JWT_ALGORITHM"
-ENV_MAX_LIFETIME = "JWT_MAX_LIFETIME_S"
 
 
 class Role(StrEnum):
