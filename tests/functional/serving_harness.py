@@ -54,4 +54,4 @@ class Api:
 
     @property
     def context(self) -> Any:
-        return self.module._context["ctx"]
+        return self.module.app.state.context_loader.loaded

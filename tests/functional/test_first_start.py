@@ -26,11 +26,10 @@ import pytest
 from learnrec.bundle import MANIFEST_FILE, write_manifest
 from learnrec.config import get_settings
 from learnrec.deploy.bootstrap import BootstrapError, bootstrap
-from learnrec.serving.api import DATABASE_UNAVAILABLE
 from learnrec.serving.apigw import LambdaContext, http_response, rest_event
 from learnrec.serving.auth import Role, generate_key_pair, issue_token
 from learnrec.serving.model_store import LocalModelStore, promote
-from learnrec.serving.readiness import ContextLoader, NotReadyError, Unready
+from learnrec.serving.readiness import DATABASE_UNAVAILABLE, ContextLoader, NotReadyError, Unready
 from learnrec.stages import EMPTY_JWT_SECRET, ResourceNames
 from learnrec.storage.migrate import upgrade
 from learnrec_dev.local.aws import LocalAws
