@@ -113,7 +113,7 @@ class ResourceNames:
 
 @dataclass(frozen=True)
 class Alarms:
-    """Thresholds from DESIGN.md; one place so the dashboard and runbook agree."""
+    """Alarm thresholds, in one place so the alarms, the dashboard and the runbook agree."""
 
     p95_latency_ms: float = 300.0
     p95_latency_minutes: int = 5

@@ -1,4 +1,4 @@
-"""The dashboard and the alarms of DESIGN.md, with their thresholds from the stage.
+"""The dashboard and the alarms, with their thresholds from the stage.
 
 Application metrics are CloudWatch EMF from Powertools in namespace ``learnrec`` with a
 ``service`` dimension (``api``, ``ingest``), and ``model_drift_score`` from the pipeline

@@ -23,7 +23,7 @@ Design choices, and why:
   :data:`MAX_TOKEN_LIFETIME_S` (``exp - iat``): an issuer misconfigured to mint year-long
   tokens would otherwise turn every leaked token into a long-lived credential.
 * Error messages never contain user ids or token contents, because user ids are only ever
-  stored or logged hashed and error messages end up in logs.
+  stored or logged hashed (:mod:`learnrec.identity`) and error messages end up in logs.
 """
 
 from __future__ import annotations

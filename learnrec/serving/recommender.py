@@ -1,6 +1,6 @@
 """The recommendation path: learner -> user tower -> k-NN candidates -> filters -> ranker.
 
-Every stage that can fail degrades instead of failing the request (DESIGN.md, path 1):
+Every stage that can fail degrades instead of failing the request:
 no model or a broken user tower -> popular items; an index error -> popular items; a
 ranker error -> retrieval order. The result says which fallback served it, so the API
 can flag it and metrics can count it.
@@ -98,7 +98,7 @@ class RecommendResult:
 
 
 class ModelBundle:
-    """One model version, loaded once per container (see DESIGN.md "Model bundle")."""
+    """One model version, loaded once per container (its files: :mod:`learnrec.bundle`)."""
 
     def __init__(self, directory: Path, verify: bool = True) -> None:
         """Load every part; the checksums are verified meanwhile, on another thread.

@@ -1,4 +1,4 @@
-"""The alarms of DESIGN.md with the stage's thresholds, the dashboard, and the runbook
+"""The alarms with the stage's thresholds, the dashboard, and the runbook
 section every alarm must have."""
 
 from __future__ import annotations

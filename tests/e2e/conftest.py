@@ -34,7 +34,7 @@ from learnrec_dev.local.gateway import REPO, DemoConfig, Gateway, default_handle
 from learnrec_dev.local.poller import KinesisPoller
 
 CHROMIUM = Path("/usr/bin/chromium")
-# The flags issue 7 prescribes: no sandbox (containers), nothing that phones home.
+# No sandbox (it needs privileges a container lacks), nothing that phones home.
 CHROMIUM_FLAGS = [
     "--headless",
     "--no-sandbox",

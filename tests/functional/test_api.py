@@ -166,7 +166,7 @@ def test_new_learner_with_a_profile_gets_personalised_results(api: Api) -> None:
     token = api.token("newcomer")
     status, _ = api.call("PUT", "/learners/newcomer/profile", body=profile, token=token)
     assert status == 200
-    # Stored under the hashed id only (DESIGN.md, Security).
+    # Stored under the hashed id only: no store keeps a raw user id.
     assert api.store.get_learner("newcomer") is None
     assert api.store.get_learner(api.hashed("newcomer")) is not None
     status, body = api.call("GET", "/recommend/newcomer", {"k": "5"}, token=token)
