@@ -12,7 +12,7 @@ scikit-learn and pandas.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -155,7 +155,3 @@ def _frame(features: np.ndarray) -> Any:
     import pandas as pd
 
     return pd.DataFrame(features, columns=list(FEATURE_NAMES))
-
-
-def params_json(params: RankerParams) -> dict[str, Any]:
-    return asdict(params)
