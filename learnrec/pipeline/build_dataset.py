@@ -20,7 +20,7 @@ from typing import Any
 
 import pandas as pd
 
-from learnrec.bundle import MANIFEST_FILE
+from learnrec.bundle import NOT_RETRIEVAL_FILES
 from learnrec.data.dataset import (
     Dataset,
     SplitName,
@@ -36,17 +36,12 @@ from learnrec.events.archive import read_events
 from learnrec.pipeline.definition import Mode
 from learnrec.pipeline.errors import StepError
 from learnrec.pipeline.run import RunContext
-from learnrec.ranking.model import RANKER_FILE, RANKER_META_FILE
 from learnrec.schemas import ContentItem, Learner
 
 STEP = "build_dataset"
 SUMMARY_FILE = "summary.json"
 PARTS = ("fit", "labels", "validation")
 EVENT_FIELDS = ("user_id", "content_id", "event_type", "ts")
-# Files of a bundle that belong to the ranking job or the registry, not to retrieval.
-NOT_RETRIEVAL = frozenset(
-    {MANIFEST_FILE, RANKER_FILE, RANKER_META_FILE, "ranking.json", "evaluation.json"}
-)
 
 
 def load_catalog(source: str | None) -> tuple[list[ContentItem], list[Learner], set[str]]:
@@ -165,7 +160,7 @@ def copy_active_retrieval(run: RunContext, target: Path) -> str:
         raise StepError(STEP, f"cannot fetch the active model: {error}") from error
     target.mkdir(parents=True, exist_ok=True)
     for path in bundle.iterdir():
-        if path.name in NOT_RETRIEVAL:
+        if path.name in NOT_RETRIEVAL_FILES:
             continue
         if path.is_dir():
             shutil.copytree(path, target / path.name, dirs_exist_ok=True)

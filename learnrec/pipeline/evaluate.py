@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from learnrec.bundle import BundleError, read_manifest
+from learnrec.bundle import EVALUATION_FILE, BundleError, BundleLayout, read_manifest
 from learnrec.data.dataset import Dataset, SplitName, read_dataset
 from learnrec.evaluation.baselines import rank_baselines
 from learnrec.evaluation.metrics import evaluate_rankings
@@ -33,7 +33,6 @@ from learnrec.pipeline.run import RunContext
 from learnrec.training.inputs import Histories
 
 STEP = "evaluate"
-EVALUATION_FILE = "evaluation.json"
 DEFAULT_CANDIDATES = 100
 
 
@@ -46,7 +45,7 @@ class Scored:
 
 
 def _candidates(bundle: Path) -> int:
-    path = bundle / "ranking.json"
+    path = BundleLayout(bundle).ranking_summary
     if path.exists():
         return int(json.loads(path.read_text())["params"].get("candidates", DEFAULT_CANDIDATES))
     return DEFAULT_CANDIDATES

@@ -26,7 +26,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from learnrec.bundle import MANIFEST_FILE, read_manifest, write_manifest
+from learnrec.bundle import EVALUATION_FILE, BundleLayout, read_manifest, write_manifest
 from learnrec.config import Settings, get_settings
 from learnrec.pipeline import drift
 from learnrec.pipeline.artifacts import download_prefix, tarball_key, unpack
@@ -37,7 +37,6 @@ from learnrec.pipeline.run import RunContext, RunError, RunRequest, new_run
 from learnrec.serving.model_store import S3ModelStore
 from learnrec.stages import MODELS_PREFIX, ResourceNames
 
-EVALUATION_FILE = "evaluation.json"
 VERSION_FILE = "version.json"
 ACTIVE_FILE = "active.json"
 
@@ -83,9 +82,6 @@ def _write_json(s3: Any, run: RunContext, artifact: str, name: str, data: Mappin
     return f"s3://{run.bucket}/{key}"
 
 
-REPORT_DIR = "report"  # inside a bundle: report.md and its plots
-
-
 def register(run: RunContext, s3: Any, sagemaker: Any, cloudwatch: Any) -> dict[str, Any]:
     step = "register"
     evaluation = _read_json(s3, run, "evaluation", EVALUATION_FILE, step)
@@ -97,14 +93,14 @@ def register(run: RunContext, s3: Any, sagemaker: Any, cloudwatch: Any) -> dict[
             if not download_prefix(s3, run.bucket, run.artifact_key("bundle"), bundle):
                 raise StepError(step, f"the bundle artifact {run.artifact_uri('bundle')} is empty")
             unpack(bundle)
-            if not (bundle / MANIFEST_FILE).exists():
+            layout = BundleLayout(bundle)
+            if not layout.manifest.exists():
                 raise StepError(step, "the bundle artifact has no manifest: not a model bundle")
             made = read_manifest(bundle)  # refuses a bundle altered since training
-            (bundle / EVALUATION_FILE).write_text(json.dumps(evaluation, indent=2))
+            layout.evaluation.write_text(json.dumps(evaluation, indent=2))
             # The evaluation report (Markdown and plots) travels with the version it judged.
-            report = bundle / REPORT_DIR
-            download_prefix(s3, run.bucket, run.artifact_key("evaluation"), report)
-            (report / EVALUATION_FILE).unlink(missing_ok=True)
+            download_prefix(s3, run.bucket, run.artifact_key("evaluation"), layout.report_dir)
+            (layout.report_dir / EVALUATION_FILE).unlink(missing_ok=True)
             write_manifest(
                 bundle,
                 version=run.version,

@@ -23,8 +23,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
-from learnrec.pipeline.artifacts import download_prefix, pack, upload_folder
+from learnrec.bundle import EVALUATION_FILE
+from learnrec.pipeline.artifacts import MODEL_TARBALL, download_prefix, pack, upload_folder
 from learnrec.pipeline.definition import (
+    RUN_FILE,
     Step,
     StepKind,
     job_name,
@@ -86,7 +88,7 @@ class LocalRunner:
     def run_all(self) -> list[StepResult]:
         steps = steps_for(self.run.mode)
         self.workdir.mkdir(parents=True, exist_ok=True)
-        (self.workdir / "run.json").write_text(json.dumps(self.run.to_json(), indent=2))
+        (self.workdir / RUN_FILE).write_text(json.dumps(self.run.to_json(), indent=2))
         self.say(
             f"run {self.run.run_id}: {self.run.mode.value} retrain, "
             f"events {self.run.window_label}, active model {self.run.active_version or '(none)'}"
@@ -167,8 +169,8 @@ class LocalRunner:
         if not any(model_dir.iterdir()):
             raise StepError(step.name, "the training job wrote nothing to SM_MODEL_DIR")
         job = job_name(self.run.run_id, step.name)
-        tarball = pack(model_dir, root / "output" / "model.tar.gz")
-        key = f"{self.run.artifact_key(step.outputs[0])}{job}/output/model.tar.gz"
+        tarball = pack(model_dir, root / "output" / MODEL_TARBALL)
+        key = f"{self.run.artifact_key(step.outputs[0])}{job}/output/{MODEL_TARBALL}"
         self.s3.upload_file(str(tarball), self.run.bucket, key)
         return {"job": job, "model": f"s3://{self.run.bucket}/{key}", "hyperparameters": params}
 
@@ -237,6 +239,6 @@ def run_pipeline(
     )
     results = runner.run_all()
     by_name = {result.name: result.summary for result in results}
-    evaluation_file = runner.workdir / "evaluate" / "output" / "evaluation" / "evaluation.json"
+    evaluation_file = runner.workdir / "evaluate" / "output" / "evaluation" / EVALUATION_FILE
     evaluation = json.loads(evaluation_file.read_text())
     return RunOutcome(run, evaluation, dict(by_name["promote"]), results)

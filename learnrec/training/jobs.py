@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
-from learnrec.bundle import INDEX_DIR, new_version, write_manifest
+from learnrec.bundle import BundleLayout, new_version, write_manifest
 from learnrec.data.dataset import read_dataset
 from learnrec.ranking.model import RankerParams
 from learnrec.training.retrieval import RetrievalParams
@@ -150,14 +150,17 @@ def ranking_main(argv: Sequence[str] | None = None) -> int:
     out: Path = args.model_dir
     if out.resolve() != Path(args.retrieval).resolve():
         shutil.copytree(retrieval_dir, out, dirs_exist_ok=True)
-    if index_dir is not None and (index_dir / INDEX_DIR).is_dir():
-        shutil.rmtree(out / INDEX_DIR, ignore_errors=True)
-        shutil.copytree(index_dir / INDEX_DIR, out / INDEX_DIR)
+    bundle = BundleLayout(out)
+    # The index artifact holds the bundle's index folder, as build_index wrote it.
+    index = None if index_dir is None else BundleLayout(index_dir).index_dir
+    if index is not None and index.is_dir():
+        shutil.rmtree(bundle.index_dir, ignore_errors=True)
+        shutil.copytree(index, bundle.index_dir)
     params = _params(RankerParams, args)
     summary = train_ranking(
         dataset, dataset.interactions, labels, out, out, params, progress=not args.no_progress
     )
-    retrieval = json.loads((out / "retrieval.json").read_text())
+    retrieval = json.loads(bundle.retrieval_summary.read_text())
     all_ts = [dataset.interactions["ts"], labels["ts"]]
     manifest = write_manifest(
         out,
