@@ -75,6 +75,13 @@ def events_frame(events: list[dict[str, Any]]) -> tuple[pd.DataFrame, int]:
     return complete, len(frame) - len(complete)
 
 
+def run_step(run: RunContext, inputs: dict[str, Path], outputs: dict[str, Path]) -> dict[str, Any]:
+    """The step's registered entry: it reads the archive and the catalog, no artifact."""
+    import boto3
+
+    return build_dataset(run, boto3.client("s3"), outputs)
+
+
 def build_dataset(run: RunContext, s3: Any, outputs: dict[str, Path]) -> dict[str, Any]:
     """Write the ``dataset`` artifact (and ``retrieval`` in ranking mode); the summary."""
     events = list(read_events(s3, run.bucket, run.window_start, run.window_end))

@@ -26,6 +26,11 @@ from learnrec.serving.bundle_index import indexed_items
 STEP = "build_index"
 
 
+def run_step(run: RunContext, inputs: dict[str, Path], outputs: dict[str, Path]) -> dict[str, Any]:
+    """The step's registered entry (in a processing job, or as one locally)."""
+    return build_index(run, inputs["retrieval"], outputs["index"])
+
+
 def build_index(
     run: RunContext,
     retrieval: Path,

@@ -61,6 +61,12 @@ def score_bundle(
     return Scored(metrics, ranked.ranker_scores.astype(np.float64))
 
 
+def run_step(run: RunContext, inputs: dict[str, Path], outputs: dict[str, Path]) -> dict[str, Any]:
+    """The step's registered entry: the candidate against the model active now."""
+    active, error = fetch_active(run)
+    return evaluate(run, inputs["dataset"], inputs["bundle"], outputs["evaluation"], active, error)
+
+
 def evaluate(
     run: RunContext,
     dataset_dir: Path,

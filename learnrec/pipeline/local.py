@@ -1,15 +1,17 @@
 """The local runner: every step of a run, in definition order, against the local AWS.
 
-Training steps run as SageMaker runs them: each channel's S3 prefix downloaded into its
-own folder (``SM_CHANNEL_<NAME>``), an empty ``SM_MODEL_DIR``, hyperparameters as
-``--name value``, the entry point started as a child process, and the model folder
-uploaded as ``<job>/output/model.tar.gz`` under the output artifact's prefix. Processing
-steps run ``training/pipeline_step.py`` as a child process with the container arguments
-of the state machine, their input artifacts downloaded (the run document among them, as
-``start`` wrote it) and their output folders uploaded afterwards. Function steps run in process
-through the same functions the pipeline Lambda calls. A step that fails stops the run
-with its reason (:class:`StepError`); nothing after it runs, so the active pointer,
-which only ``promote`` moves, stays where it was.
+Each step runs the way its kind runs in AWS (see the step registry,
+:mod:`learnrec.pipeline.definition`). Training steps run as SageMaker runs them: each
+channel's S3 prefix downloaded into its own folder (``SM_CHANNEL_<NAME>``), an empty
+``SM_MODEL_DIR``, hyperparameters as ``--name value``, the entry point started as a
+child process, and the model folder uploaded as ``<job>/output/model.tar.gz`` under the
+output artifact's prefix. Processing steps run ``training/pipeline_step.py`` as a child
+process with the container arguments of the state machine, their input artifacts
+downloaded (the run document among them, as ``start`` wrote it) and their output
+folders uploaded afterwards. Function steps call their registered entry in process, as
+the pipeline Lambda does. A step that fails stops the run with its reason
+(:class:`StepError`); nothing after it runs, so the active pointer, which only
+``promote`` moves, stays where it was.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ from learnrec.pipeline.definition import (
     steps_for,
 )
 from learnrec.pipeline.errors import StepError
-from learnrec.pipeline.functions import promote_step, register
+from learnrec.pipeline.functions import Clients, function_entry
 from learnrec.pipeline.processing import FAILURE_MARKER
 from learnrec.pipeline.run import RunContext
 
@@ -107,15 +109,17 @@ class LocalRunner:
         return self.results
 
     def run_step(self, step: Step) -> Any:
-        if step.kind is StepKind.TRAINING:
-            return self._training(step)
-        if step.kind is StepKind.PROCESSING:
-            return self._processing(step)
-        if step.name == "register":
-            return register(self.run, self.s3, self.sagemaker, self.cloudwatch)
-        if step.name == "promote":
-            return promote_step(self.run, self.s3, self.sagemaker)
-        raise StepError(step.name, "no local implementation for this function step")
+        """What the step's kind does in AWS, here (see the module's description)."""
+        by_kind = {
+            StepKind.TRAINING: self._training,
+            StepKind.PROCESSING: self._processing,
+            StepKind.FUNCTION: self._function,
+        }
+        return by_kind[step.kind](step)
+
+    def _function(self, step: Step) -> Any:
+        clients = {"s3": self.s3, "sagemaker": self.sagemaker, "cloudwatch": self.cloudwatch}
+        return function_entry(step.name)(self.run, Clients(clients))
 
     def _child(self, step: Step, command: list[str], env: dict[str, str], log: Path) -> None:
         environment = {**os.environ, "PYTHONUNBUFFERED": "1", "TF_CPP_MIN_LOG_LEVEL": "2", **env}
