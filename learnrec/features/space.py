@@ -73,10 +73,6 @@ class Vocabulary:
     def key(self, index: int) -> str:
         return self.keys[index - 1]
 
-    def extended(self, keys: Iterable[str]) -> Vocabulary:
-        """A vocabulary that keeps every index and appends new keys (new catalog items)."""
-        return Vocabulary([*self.keys, *keys])
-
 
 @dataclass
 class FeatureSpace:

@@ -143,13 +143,13 @@ def _store(args: argparse.Namespace) -> Any:
 
 
 def _list(args: argparse.Namespace) -> int:
-    from learnrec.bundle import MANIFEST_FILE
+    from learnrec.bundle import BundleLayout
 
     store = _store(args)
     pointer = store.pointer()
     rows = []
     for version in store.versions():
-        manifest = json.loads((store.fetch(version) / MANIFEST_FILE).read_text())
+        manifest = json.loads(BundleLayout(store.fetch(version)).manifest.read_text())
         metrics = manifest.get("metrics", {})
         metric = metrics.get("primary_metric")
         candidate = metrics.get("candidate", {})

@@ -28,12 +28,12 @@ from typing import Any, TypeVar
 import faiss
 import numpy as np
 
+from learnrec.bundle import INDEX_GRAPH_FILE as _INDEX_FILE
+from learnrec.bundle import INDEX_META_FILE as _META_FILE
 from learnrec.retrieval.index import IndexedItem, ItemFilter, SearchHit, VectorIndexError
 
 __all__ = ["FaissIndex"]
 
-_INDEX_FILE = "index.faiss"
-_META_FILE = "meta.npz"
 _FORMAT_VERSION = 1
 _K = TypeVar("_K", str, int)
 

@@ -30,6 +30,8 @@ from typing import Any, Literal, Protocol
 
 from sqlalchemy import Engine
 
+# A batch's output ends with its manifest, named as a model bundle's is.
+from learnrec.bundle import MANIFEST_FILE as MANIFEST_FILE
 from learnrec.serving.core import MAX_K, recommend_for_learner
 from learnrec.serving.recommender import Recommender, RecommendOptions
 from learnrec.stages import DIGESTS_PREFIX
@@ -39,7 +41,6 @@ from learnrec.storage.bulk import chunked, learner_contexts
 logger = logging.getLogger("learnrec.serving.batch")
 
 Format = Literal["jsonl", "parquet"]
-MANIFEST_FILE = "manifest.json"
 DEFAULT_PART_SIZE = 10_000
 READ_CHUNK = 2_000
 """Learners read from the database together: big enough to amortise round trips."""
