@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from functional.conftest import quality_run, small_dataset  # noqa: F401 (fixtures)
 
 from learnrec.bundle import read_manifest
 from learnrec.config import get_settings
@@ -107,8 +106,8 @@ def browser() -> Iterator[Any]:
 def stack(
     aws_names: ResourceNames,
     local_aws_server: LocalAws,
-    quality_run: Path,  # noqa: F811 (the imported fixture)
-    small_dataset: Dataset,  # noqa: F811
+    quality_run: Path,
+    small_dataset: Dataset,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> Iterator[Stack]:

@@ -26,7 +26,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from functional.conftest import quality_run, small_dataset  # noqa: F401 (fixtures)
 
 from e2e.conftest import activate_bundle, catalog_database
 from learnrec.config import get_settings
@@ -126,8 +125,8 @@ def create_state_machine(aws: LocalAws, names: ResourceNames) -> str:
 def deployment(
     aws_names: ResourceNames,
     local_env: LocalAws,
-    quality_run: Path,  # noqa: F811 (the imported fixture)
-    small_dataset: Dataset,  # noqa: F811
+    quality_run: Path,
+    small_dataset: Dataset,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> Iterator[Deployment]:
