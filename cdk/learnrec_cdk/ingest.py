@@ -17,7 +17,7 @@ from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from learnrec.events.dead_letter import DEAD_LETTER_PREFIX
-from learnrec.stages import EVENTS_PREFIX
+from learnrec.stages import EVENTS_PREFIX, StageConfig
 
 from .functions import FunctionPlatform
 from .nag import acknowledge_prefix_grant
@@ -35,9 +35,7 @@ class Ingest(Construct):
         construct_id: str,
         *,
         platform: FunctionPlatform,
-        function_name: str,
-        memory_mb: int,
-        batch_size: int,
+        config: StageConfig,
         stream: kinesis.IStream,
         dead_letter_queue: sqs.IQueue,
         bucket: s3.IBucket,
@@ -47,9 +45,9 @@ class Ingest(Construct):
             self,
             "Ingest",
             package="ingest",
-            function_name=function_name,
+            function_name=config.names.ingest_function,
             description="learnrec event ingestion: Kinesis -> S3 archive and learner history",
-            memory_mb=memory_mb,
+            memory_mb=config.ingest_memory_mb,
             timeout=Duration.minutes(2),
             environment=platform.environment("ingest"),
         )
@@ -58,7 +56,7 @@ class Ingest(Construct):
         self.event_source = sources.KinesisEventSource(
             stream,
             starting_position=lambda_.StartingPosition.TRIM_HORIZON,
-            batch_size=batch_size,
+            batch_size=config.ingest_batch_size,
             max_batching_window=BATCH_WINDOW,
             bisect_batch_on_error=True,
             report_batch_item_failures=True,

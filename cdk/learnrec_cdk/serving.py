@@ -22,6 +22,7 @@ from constructs import Construct
 
 from learnrec.metric_names import THROTTLED_NAMESPACE, throttled_metric
 from learnrec.serving.openapi_doc import Route
+from learnrec.stages import StageConfig
 
 from .functions import FunctionPlatform
 from .nag import acknowledge
@@ -52,24 +53,18 @@ class Serving(Construct):
         construct_id: str,
         *,
         platform: FunctionPlatform,
-        function_name: str,
-        stage_name: str,
-        memory_mb: int,
+        config: StageConfig,
         routes: Sequence[Route],
-        throttle_rate: float,
-        throttle_burst: int,
-        canary_percent: int,
-        canary_minutes: int,
-        provisioned_concurrency: int,
     ) -> None:
         super().__init__(scope, construct_id)
+        function_name, stage_name = config.names.api_function, config.stage
         self.api_function = platform.function(
             self,
             "Api",
             package="api",
             function_name=function_name,
             description="learnrec HTTP API (FastAPI via Mangum)",
-            memory_mb=memory_mb,
+            memory_mb=config.api_memory_mb,
             timeout=Duration.seconds(15),
             # Model bundles are fetched to /tmp once per container.
             ephemeral_storage_mb=2048,
@@ -82,7 +77,7 @@ class Serving(Construct):
             "Live",
             alias_name="live",
             version=self.function.current_version,
-            provisioned_concurrent_executions=provisioned_concurrency or None,
+            provisioned_concurrent_executions=config.provisioned_concurrency or None,
         )
         self.version = self.function.current_version
         # A new version that throws during its canary share rolls back at once.
@@ -101,7 +96,8 @@ class Serving(Construct):
             self,
             "Canary",
             traffic_routing=codedeploy.TimeBasedCanaryTrafficRouting(
-                interval=Duration.minutes(canary_minutes), percentage=canary_percent
+                interval=Duration.minutes(config.canary_minutes),
+                percentage=config.canary_percent,
             ),
         )
         self.deployment_group = codedeploy.LambdaDeploymentGroup(
@@ -127,8 +123,8 @@ class Serving(Construct):
             function_name,
             stage_name,
             routes,
-            throttle_rate,
-            throttle_burst,
+            config.api_throttle_rate,
+            config.api_throttle_burst,
             platform,
         )
         self._firewall()

@@ -49,7 +49,7 @@ from learnrec.pipeline.definition import (
     StepKind,
     processing_arguments,
 )
-from learnrec.stages import EVENTS_PREFIX, MODELS_PREFIX, PIPELINE_PREFIX
+from learnrec.stages import EVENTS_PREFIX, MODELS_PREFIX, PIPELINE_PREFIX, StageConfig
 
 from .functions import FunctionPlatform
 from .nag import acknowledge, acknowledge_prefix_grant, arn_ref
@@ -520,22 +520,20 @@ class Pipeline(Construct):
         construct_id: str,
         *,
         platform: FunctionPlatform,
-        function_name: str,
-        state_machine_name: str,
+        config: StageConfig,
         job_role: iam.IRole,
         job_image: str,
-        job_instance_type: str,
         job_environment: Mapping[str, str],
         source_archive: str,
         bucket: s3.IBucket,
-        request_defaults: Mapping[str, str],
-        model_package_group: str,
-        full_schedule: str,
-        ranking_schedule: str,
-        schedules_enabled: bool,
     ) -> None:
         super().__init__(scope, construct_id)
         stack = Stack.of(self)
+        names = config.names
+        function_name, state_machine_name = names.pipeline_function, names.state_machine
+        model_package_group = names.model_package_group
+        # What every run is started with unless its request says otherwise.
+        request_defaults = {"stage": config.stage, "bucket": names.data_bucket}
         pipeline = platform.function(
             self,
             "Pipeline",
@@ -612,7 +610,7 @@ class Pipeline(Construct):
         )
         jobs = JobSettings(
             image=job_image,
-            instance_type=job_instance_type,
+            instance_type=config.training_instance_type,
             role_arn=job_role.role_arn,
             bucket=bucket.bucket_name,
             source_uri=source.s3_object_url,
@@ -672,7 +670,7 @@ class Pipeline(Construct):
                 f"{mode.value.capitalize()}Schedule",
                 description=f"learnrec {mode.value} retrain",
                 schedule=events.Schedule.expression(expression),
-                enabled=schedules_enabled,
+                enabled=config.schedules_enabled,
                 targets=[
                     targets.SfnStateMachine(
                         self.state_machine,
@@ -681,7 +679,10 @@ class Pipeline(Construct):
                     )
                 ],
             )
-            for mode, expression in ((Mode.FULL, full_schedule), (Mode.RANKING, ranking_schedule))
+            for mode, expression in (
+                (Mode.FULL, config.schedules.full_retrain),
+                (Mode.RANKING, config.schedules.ranking_retrain),
+            )
         ]
 
     def _grant_jobs(self, job_role: iam.IRole) -> None:
