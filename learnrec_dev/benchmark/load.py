@@ -127,6 +127,7 @@ def _local_stack(
     port: int, out: Path, bundle: Path, stage: str, data: GeneratedData | None, progress: bool
 ) -> Iterator[None]:
     """Local AWS, resources, bundle, database and gateway; stops what it started."""
+    from learnrec.function_env import Value, process_environment
     from learnrec.stages import ResourceNames
     from learnrec_dev.local.aws import create_resources, local_aws
 
@@ -143,22 +144,22 @@ def _local_stack(
         hash_key = str(secret["SecretString"]).encode()
         learners, database_url = seed_database(work, hash_key, data)
         private_key, public_pem = _dev_keys(work)
+        # The api function's variables, and none of the shell's settings besides.
+        settings: dict[str, Value] = {
+            "database_url": database_url,
+            "model_store": names.model_store_url,
+            "jwt_public_key": public_pem,
+            "user_id_hash_secret_id": names.user_id_hash_secret,
+            "events_stream": names.events_stream,
+        }
         env = {
-            **os.environ,
+            **process_environment("api", settings, os.environ, namespace="learnrec-load"),
             "AWS_ENDPOINT_URL": aws.endpoint,
             "AWS_ACCESS_KEY_ID": "testing",
             "AWS_SECRET_ACCESS_KEY": "testing",
             "AWS_DEFAULT_REGION": names.region,
-            "DATABASE_URL": database_url,
-            "MODEL_STORE": names.model_store_url,
-            "JWT_PUBLIC_KEY": public_pem,
-            "USER_ID_HASH_SECRET_ID": names.user_id_hash_secret,
-            "KINESIS_STREAM_NAME": names.events_stream,
             "POWERTOOLS_TRACE_DISABLED": "true",
-            "POWERTOOLS_METRICS_NAMESPACE": "learnrec-load",
         }
-        for name in ("USER_ID_HASH_KEY", "JWT_JWKS", "JWT_SECRET_ID"):
-            env.pop(name, None)
         argv = [
             sys.executable,
             "-m",

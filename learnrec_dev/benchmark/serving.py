@@ -714,19 +714,20 @@ def measure_handler(
         "results": str(work / "worker-results.json"),
         "progress": progress,
     }
+    from learnrec.function_env import process_environment
+
+    settings = {
+        "database_url": database_url,
+        "model_store": str(models),
+        "jwt_public_key": public_pem,
+        "user_id_hash_key": "benchmark-hash-key",
+    }
     env = {
-        **os.environ,
-        "DATABASE_URL": database_url,
-        "MODEL_STORE": str(models),
-        "JWT_PUBLIC_KEY": public_pem,
-        "USER_ID_HASH_KEY": "benchmark-hash-key",
+        **process_environment("api", settings, os.environ, namespace="learnrec-benchmark"),
         "AWS_DEFAULT_REGION": os.environ.get("AWS_DEFAULT_REGION", "us-east-1"),
         "POWERTOOLS_TRACE_DISABLED": "true",
-        "POWERTOOLS_METRICS_NAMESPACE": "learnrec-benchmark",
         "POWERTOOLS_METRICS_DISABLED": "true",
     }
-    for name in ("KINESIS_STREAM_NAME", "JWT_JWKS", "JWT_SECRET_ID", "USER_ID_HASH_SECRET_ID"):
-        env.pop(name, None)
     spec_path = work / "worker-spec.json"
     log = work / "worker.log"
     with log.open("w") as stdout:
