@@ -25,10 +25,11 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.shared.functions import resolve_truthy_env_var_choice
 from mangum import Mangum
 
+from learnrec.metric_names import API, NAMESPACE
 from learnrec.serving.api import create_app
 from learnrec.serving.context import ServingContext, build_context
 from learnrec.serving.readiness import ContextLoader
-from learnrec.serving.telemetry import NAMESPACE, add_version_dimensions, count_response
+from learnrec.serving.telemetry import add_version_dimensions, count_response
 
 Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
 
@@ -45,7 +46,7 @@ logger = Logger(service="learnrec-api")
 # The app's own lines (a dependency down, a degraded answer) go to the same structured
 # log, so they carry the request id and the hashed learner the request is for.
 copy_config_to_registered_loggers(source_logger=logger, include={"learnrec"})
-SERVICE = "api"
+SERVICE = API
 metrics = Metrics(namespace=NAMESPACE, service=SERVICE)
 REQUEST_KEYS = ("user",)
 """The log keys one request appends; removed when it ends, so no later line carries them.

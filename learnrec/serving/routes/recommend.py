@@ -9,10 +9,10 @@ from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Path, Query, Request
 
+from learnrec import metric_names
 from learnrec.config import Settings
 from learnrec.events.experiments import new_recommendation_id
 from learnrec.schemas import MAX_LEVEL
-from learnrec.serving import telemetry
 from learnrec.serving.core import MAX_K, recommend_for_learner
 from learnrec.serving.deps import (
     AppSettings,
@@ -89,15 +89,15 @@ def recommend(
     else:
         result = recommend_for_learner(recommender, key, context, options)
     result.degraded.extend(notes)
-    metrics(telemetry.LATENCY, time.perf_counter() - started, "Seconds")
-    metrics(telemetry.SUCCESS, 1, "Count")
+    metrics(metric_names.LATENCY, time.perf_counter() - started, "Seconds")
+    metrics(metric_names.SUCCESS, 1, "Count")
     if opted_out:  # popular items by the learner's choice: not a degraded service
-        metrics(telemetry.OPTED_OUT, 1, "Count")
+        metrics(metric_names.OPTED_OUT, 1, "Count")
     elif result.fallback:
-        metrics(telemetry.fallback_metric(result.fallback), 1, "Count")
+        metrics(metric_names.fallback_metric(result.fallback), 1, "Count")
     if result.items:
         mean = sum(i.score for i in result.items) / len(result.items)
-        metrics(telemetry.SCORE_MEAN, mean, "None")
+        metrics(metric_names.SCORE_MEAN, mean, "None")
     return RecommendationsOut(
         user_id=learner.user_id,
         recommendation_id=new_recommendation_id(variant, result.model_version),
