@@ -1,8 +1,8 @@
 """One stage of learnrec as one stack: the constructs wired together with grants.
 
-:func:`build_stack` is what ``cdk/app.py`` calls and what the tests call in-process: a
-:class:`~learnrec.stages.StageConfig` and the built assets in, a stack out. Nothing
-here reads the environment or the CDK context.
+:class:`LearnrecStack` is what ``cdk/app.py`` (``build_app``) builds and what the tests
+build in-process: a :class:`~learnrec.stages.StageConfig` and the built assets in, a
+stack out. Nothing here reads the environment or the CDK context.
 """
 
 from __future__ import annotations
