@@ -67,7 +67,7 @@ OMITTED: dict[str, str] = {
 }
 STAMP_FILE = ".learnrec-layer.json"
 # Bump when trimming changes, so that layers built with older rules are rebuilt.
-TRIM_RULES_VERSION = 3
+TRIM_RULES_VERSION = 4
 
 # Never imported at run time: test suites, bytecode caches (Lambda's file system is
 # read-only, so they could not even be written), typing stubs, C headers and sources.
@@ -525,12 +525,15 @@ def precompile_cold_path(spec: FunctionSpec, python: str, out: Path = DEFAULT_OU
     """Compile (3.12, unchecked-hash) every module the handler's import loads; returns how many.
 
     Runs the import as :func:`import_check` does (isolated, only the package on the
-    path); the pycs land in the function folder and in its layers.
+    path); the pycs land in the function folder and in its layers. Nothing else writes
+    bytecode into them (``-B`` here and in the import check), so what is measured and
+    deployed is the same whatever ran before.
     """
     paths = [str(function_dir(spec.name, out).resolve())]
     paths += [str((layer_dir(layer, out) / "python").resolve()) for layer in spec.layers]
+    probe = json.dumps([paths, _module(spec)])
     completed = subprocess.run(
-        [python, "-I", "-S", "-c", _PRECOMPILE_PROBE, json.dumps([paths, _module(spec)])],
+        [python, "-I", "-S", "-B", "-c", _PRECOMPILE_PROBE, probe],
         capture_output=True,
         text=True,
         timeout=600,
@@ -681,6 +684,7 @@ def import_check(
             python,
             "-I",
             "-S",
+            "-B",  # writes no bytecode into the package it checks
             "-c",
             _IMPORT_PROBE,
             json.dumps([paths, module, FORBIDDEN_AT_RUNTIME]),
