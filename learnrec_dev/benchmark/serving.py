@@ -851,8 +851,8 @@ def _worker(spec_path: str) -> int:
         responses.append(response)
     # Then the models' own work for the same requests, in the same process. A pass of
     # its own, so the handler's figures are measured exactly as before the floor
-    # existed (interleaving the two slowed the handler ~10%); the learners are read
-    # only now, so the handler never found them in a cache this warmed.
+    # existed (the floor's work between handler calls would disturb them); the
+    # learners are read only now, so the handler never found them in a cache this warmed.
     floor = ComputeFloor(handler._context["ctx"])
     floor_inputs = [floor.inputs(r["path"], r["query"]) for r in spec["requests"]]
     floor_ms: list[float] = []
