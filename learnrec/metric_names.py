@@ -30,7 +30,7 @@ RESPONSES = "http_responses_total"
 STATUS_CLASSES = ("2xx", "3xx", "4xx", "5xx")
 # learnrec.serving.recommender.Fallback's values (a unit test holds them equal): spelled
 # here so that importing the names costs every function nothing but this module.
-FALLBACKS = ("popularity", "exact_retrieval", "retrieval_order")
+FALLBACKS = ("popularity", "retrieval_order", "exact_retrieval")
 
 # ingest (learnrec.events.ingest.BatchOutcome.metrics)
 EVENTS_RECEIVED = "events_received"

@@ -219,16 +219,19 @@ def test_without_a_model_the_list_is_empty_and_says_why() -> None:
     assert (result.fallback, result.degraded) == (Fallback.POPULARITY, ["no model is loaded"])
 
 
-def test_an_index_outage_serves_popular_items_through_the_same_filters(bundle_dir: Path) -> None:
-    rec = Recommender(ModelBundle(bundle_dir), BrokenIndex())
+def test_an_index_outage_is_answered_by_an_exact_search_with_the_same_filters(
+    bundle_dir: Path,
+) -> None:
     options = RecommendOptions(k=3, exclude_topics=frozenset({"sql"}))
-    result = rec.recommend("ana", COMPLETED_INTRO, None, options)
-    assert picks(result) == [
-        ("py-data", "Popular with learners"),
-        ("ux-intro", "Popular with learners"),
-        ("py-web", "Popular with learners"),
-    ]
-    assert (result.fallback, result.degraded) == (Fallback.POPULARITY, ["index failed"])
+    healthy = Recommender(ModelBundle(bundle_dir), load_index(bundle_dir), TOP_K_RETRIEVAL, 0)
+    outage = Recommender(ModelBundle(bundle_dir), BrokenIndex(), TOP_K_RETRIEVAL, 0)
+    result = outage.recommend("ana", COMPLETED_INTRO, None, options)
+    # Twelve items: the faiss graph finds the exact neighbours, so the lists are equal.
+    assert picks(result) == picks(healthy.recommend("ana", COMPLETED_INTRO, None, options))
+    assert len(result.items) == 3
+    assert all(not r.content_id.startswith("sql") for r in result.items)
+    assert "py-intro" not in ids(result)
+    assert (result.fallback, result.degraded) == (Fallback.EXACT_RETRIEVAL, ["index failed"])
     assert result.model_version == "tiny-1"
 
 
@@ -311,8 +314,23 @@ def test_similar_items_come_from_the_item_towers_space(bundle_dir: Path) -> None
     assert Recommender(None, None).similar("py-intro", 3) is None
 
 
-def test_similar_items_fall_back_to_co_engagement(bundle_dir: Path) -> None:
+def test_similar_items_without_an_index_come_from_an_exact_search(bundle_dir: Path) -> None:
+    result = Recommender(ModelBundle(bundle_dir), None).similar("py-intro", 3)
+    healthy = make(bundle_dir).similar("py-intro", 3)
+    assert result is not None and healthy is not None
+    assert len(result.items) == 3 and picks(result) == picks(healthy)
+    assert (result.fallback, result.degraded) == (Fallback.EXACT_RETRIEVAL, ["index failed"])
+
+
+def test_similar_items_fall_back_to_co_engagement(
+    bundle_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     rec = Recommender(ModelBundle(bundle_dir), None)
+
+    def no_vectors(bundle: ModelBundle) -> None:
+        raise OSError("item vectors unreadable")
+
+    monkeypatch.setattr(rec, "_exact_index", no_vectors)
     result = rec.similar("py-intro", 3)
     assert result is not None
     # Cosine over learner sets (shared learners / √(product of popularities)).
