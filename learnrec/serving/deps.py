@@ -5,6 +5,13 @@ Authorisation happens here, before a route's body runs: a route that takes a
 one that takes an :data:`AdminCaller` only for an admin. A route never sees an unchecked
 caller, so a new route cannot forget the check it declares.
 
+Every dependency here, and every route, is ``async def`` although the work is blocking:
+a Lambda container (and the local gateway's one container) serves one request at a time,
+so the event loop has nothing else to run, and a plain ``def`` would only cost a thread
+hop each (FastAPI sends those to a worker thread; about 0.1 ms apiece, a dozen per
+request, and Mangum's fresh event loop per invocation starts a new worker thread each
+time).
+
 Each piece of the serving context (store, model, event sink, ...) is a dependency of its
 own, read at every request from the context the app built once, so a route declares only
 what it uses and a test replaces one piece with ``app.dependency_overrides``, without
@@ -39,7 +46,7 @@ from learnrec.serving.schemas_http import UserId
 from learnrec.storage import CatalogStore
 
 
-def serving_context(request: Request) -> ServingContext:
+async def serving_context(request: Request) -> ServingContext:
     """The context, built by the first request that needs it (a 503 until it can be)."""
     loader: ContextLoader[ServingContext] = request.app.state.context_loader
     return loader.get()
@@ -48,7 +55,7 @@ def serving_context(request: Request) -> ServingContext:
 Context = Annotated[ServingContext, Depends(serving_context)]
 
 
-def app_settings(request: Request) -> Settings:
+async def app_settings(request: Request) -> Settings:
     """The settings the app was built with."""
     settings: Settings = request.app.state.settings
     return settings
@@ -57,47 +64,47 @@ def app_settings(request: Request) -> Settings:
 AppSettings = Annotated[Settings, Depends(app_settings)]
 
 
-def catalog_store(ctx: Context) -> CatalogStore:
+async def catalog_store(ctx: Context) -> CatalogStore:
     return ctx.store
 
 
-def active_model(ctx: Context) -> ActiveModel:
+async def active_model(ctx: Context) -> ActiveModel:
     return ctx.model
 
 
-def model_store(ctx: Context) -> ModelStore:
+async def model_store(ctx: Context) -> ModelStore:
     return ctx.models
 
 
-def event_sink(ctx: Context) -> KinesisEventSink | None:
+async def event_sink(ctx: Context) -> KinesisEventSink | None:
     """The stream events go to; None where none is configured (POST /events is a 503)."""
     return ctx.events
 
 
-def user_keys(ctx: Context) -> Callable[[str], str]:
+async def user_keys(ctx: Context) -> Callable[[str], str]:
     """Turns a raw user id into the keyed hash it is stored and modelled under."""
     return ctx.user_key
 
 
-def assignment(ctx: Context) -> Callable[[str], Assignment]:
+async def assignment(ctx: Context) -> Callable[[str], Assignment]:
     """The experiment's choice of model for a learner's hashed id."""
     return ctx.recommender_for
 
 
-def metrics(ctx: Context) -> Metrics:
+async def metrics(ctx: Context) -> Metrics:
     return ctx.metrics
 
 
-def index_alias(ctx: Context) -> AliasSwap | None:
+async def index_alias(ctx: Context) -> AliasSwap | None:
     """Moves the OpenSearch alias with a promote or rollback; None with faiss."""
     return ctx.index_alias
 
 
-def event_window(ctx: Context) -> EventWindow:
+async def event_window(ctx: Context) -> EventWindow:
     return ctx.event_window
 
 
-def token_verifier(ctx: Context) -> TokenVerifier:
+async def token_verifier(ctx: Context) -> TokenVerifier:
     return ctx.verifier
 
 
@@ -113,7 +120,7 @@ Window = Annotated[EventWindow, Depends(event_window)]
 Verifier = Annotated[TokenVerifier, Depends(token_verifier)]
 
 
-def principal(
+async def principal(
     verifier: Verifier, authorization: Annotated[str | None, Header()] = None
 ) -> Principal:
     """The verified caller of any route that is not public: a 401 without a valid token."""
@@ -134,25 +141,25 @@ class ActingLearner:
     """The keyed hash of ``user_id``: what the store and the model know them by."""
 
 
-def learner_caller(user_id: UserId, caller: Caller, keys: UserKeys) -> ActingLearner:
+async def learner_caller(user_id: UserId, caller: Caller, keys: UserKeys) -> ActingLearner:
     """The learner themself, or a service or admin acting for them; else a 403."""
     authorize_learner(caller, user_id)
     return ActingLearner(caller, user_id, keys(user_id))
 
 
-def reader_caller(caller: Caller) -> Principal:
+async def reader_caller(caller: Caller) -> Principal:
     """Any role: what is read is not personal (trending, similar items)."""
     authorize_reader(caller)
     return caller
 
 
-def admin_caller(caller: Caller) -> Principal:
+async def admin_caller(caller: Caller) -> Principal:
     """The admin role only: service tokens are not admins."""
     authorize_admin(caller)
     return caller
 
 
-def events_caller(caller: Caller) -> Principal:
+async def events_caller(caller: Caller) -> Principal:
     """A role that may post events at all; which learners' events the route checks
     with :func:`~learnrec.serving.auth.authorize_events` once it has read the body."""
     authorize_events(caller, ())

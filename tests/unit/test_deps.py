@@ -3,6 +3,7 @@ context can be replaced on its own through ``app.dependency_overrides``."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Callable
 from typing import Any
@@ -164,11 +165,12 @@ def test_the_context_is_built_once_and_its_pieces_are_read_per_request() -> None
 
     app = create_app(factory, docs=False)
     request: Any = type("Request", (), {"app": app})()
-    first = deps.serving_context(request)
-    assert deps.serving_context(request) is first and built == [1]
+    first = asyncio.run(deps.serving_context(request))
+    assert asyncio.run(deps.serving_context(request)) is first and built == [1]
     replacement: Any = FakeStore()
     first.store = replacement  # a test's failing store: the next request gets it
-    assert deps.catalog_store(deps.serving_context(request)) is replacement
+    context = asyncio.run(deps.serving_context(request))
+    assert asyncio.run(deps.catalog_store(context)) is replacement
 
 
 def test_experiment_assignment_is_the_contexts_own() -> None:
@@ -179,5 +181,5 @@ def test_experiment_assignment_is_the_contexts_own() -> None:
             assigned.append(key)
             return None, "control", []
 
-    assign = deps.assignment(Context())  # type: ignore[arg-type]
+    assign = asyncio.run(deps.assignment(Context()))  # type: ignore[arg-type]
     assert assign("k1") == (None, "control", []) and assigned == ["k1"]

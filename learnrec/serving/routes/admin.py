@@ -28,7 +28,7 @@ router = APIRouter()
 
 
 @router.put("/admin/catalog")
-def upsert_catalog(
+async def upsert_catalog(
     items: list[ContentItem], caller: AdminCaller, store: Store, model: Model
 ) -> dict[str, Any]:
     """Add or change items; they become recommendable at once via the item tower."""
@@ -40,12 +40,12 @@ def upsert_catalog(
 
 
 @router.get("/admin/models", response_model=VersionsOut)
-def list_models(caller: AdminCaller, models: Models) -> VersionsOut:
+async def list_models(caller: AdminCaller, models: Models) -> VersionsOut:
     return _versions(models)
 
 
 @router.post("/admin/models/{version}/promote", response_model=VersionsOut)
-def promote_model(
+async def promote_model(
     version: str, caller: AdminCaller, models: Models, alias: IndexAlias
 ) -> VersionsOut:
     """Make ``version`` active: the OpenSearch alias (if used), then the pointer."""
@@ -54,7 +54,7 @@ def promote_model(
 
 
 @router.post("/admin/models/rollback", response_model=VersionsOut)
-def rollback_model(caller: AdminCaller, models: Models, alias: IndexAlias) -> VersionsOut:
+async def rollback_model(caller: AdminCaller, models: Models, alias: IndexAlias) -> VersionsOut:
     _lifecycle(lambda: go_back(models, alias), missing=409)
     return _versions(models)
 

@@ -17,7 +17,7 @@ router = APIRouter()
 
 
 @router.get("/health")
-def health(store: Store, model: Model) -> JSONResponse:
+async def health(store: Store, model: Model) -> JSONResponse:
     """Which dependency is down, in fixed words: no paths, no exception text.
 
     The database down is a 503 (writes cannot be served; reads are degraded); a

@@ -14,7 +14,7 @@ router = APIRouter()
 
 
 @router.put("/learners/{user_id}/profile", response_model=Learner)
-def put_profile(learner: LearnerCaller, profile: Learner, store: Store) -> Learner:
+async def put_profile(learner: LearnerCaller, profile: Learner, store: Store) -> Learner:
     if profile.user_id != learner.user_id:
         raise HTTPException(422, "the profile's user_id must match the path")
     store.upsert_learners([profile.model_copy(update={"user_id": learner.key})])
@@ -22,7 +22,7 @@ def put_profile(learner: LearnerCaller, profile: Learner, store: Store) -> Learn
 
 
 @router.delete("/learners/{user_id}", status_code=200)
-def erase(learner: LearnerCaller, store: Store) -> dict[str, Any]:
+async def erase(learner: LearnerCaller, store: Store) -> dict[str, Any]:
     """Erase a learner (the right to erasure) and keep them untracked from now on.
 
     The database forgets them at once; the erasure sweep removes them from the event
@@ -33,6 +33,6 @@ def erase(learner: LearnerCaller, store: Store) -> dict[str, Any]:
 
 
 @router.post("/learners/{user_id}/opt-out")
-def opt_out(learner: LearnerCaller, store: Store) -> dict[str, Any]:
+async def opt_out(learner: LearnerCaller, store: Store) -> dict[str, Any]:
     store.set_opt_out(learner.key, True)
     return {"user_id": learner.user_id, "opted_out": True}

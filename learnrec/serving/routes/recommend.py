@@ -45,7 +45,7 @@ DEFAULT_K: int = Settings.model_fields["top_k_ranking"].default
 
 
 @router.get("/recommend/{user_id}", response_model=RecommendationsOut)
-def recommend(
+async def recommend(
     request: Request,
     learner: LearnerCaller,
     store: Store,
@@ -110,7 +110,7 @@ def recommend(
 
 
 @router.get("/similar/{content_id}", response_model=SimilarOut)
-def similar(
+async def similar(
     content_id: Annotated[str, Path(min_length=1, max_length=128)],
     model: Model,
     caller: ReaderCaller,
@@ -132,7 +132,7 @@ def similar(
 
 
 @router.get("/trending", response_model=TrendingOut)
-def trending(
+async def trending(
     store: Store,
     model: Model,
     caller: ReaderCaller,
