@@ -854,7 +854,7 @@ def _worker(spec_path: str) -> int:
     # its own, so the handler's figures are measured exactly as before the floor
     # existed (the floor's work between handler calls would disturb them); the
     # learners are read only now, so the handler never found them in a cache this warmed.
-    floor = ComputeFloor(handler._context["ctx"])
+    floor = ComputeFloor(handler.app.state.context_loader.get())
     floor_inputs = [floor.inputs(r["path"], r["query"]) for r in spec["requests"]]
     floor_ms: list[float] = []
     for inputs in floor_inputs:
