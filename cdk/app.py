@@ -7,7 +7,7 @@ local AWS's fixed ones, so synth works offline), ``training_image_tag`` and
 ``github_oidc_provider_arn`` where the account has GitHub's provider already) it also
 defines ``learnrec-cicd``, the role that ``.github/workflows/cd.yml`` deploys with.
 Before synthesizing it builds the Lambda functions and layers with
-:func:`learnrec.packaging.build` (layers whose pinned requirements did not change are
+:func:`learnrec_dev.packaging.build` (layers whose pinned requirements did not change are
 reused; the first build downloads the wheels from PyPI) and the SageMaker source
 archive, then applies cdk-nag's AwsSolutions checks to everything.
 """

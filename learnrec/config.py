@@ -1,20 +1,25 @@
 """Configuration: environment variables read once into one typed settings object.
 
-Names follow the brief where they apply (DESIGN.md, "Contracts"). boto3 reads its own
-``AWS_ENDPOINT_URL`` for a local AWS, so it does not appear here. Explicit arguments to
-a constructor beat these settings, which beat the defaults.
+Every setting the runtime reads comes from here, so one place says what a variable
+means, what it defaults to and which values it accepts (README, "Configuration"). An
+explicit argument to a function or constructor beats these settings, which beat the
+defaults. boto3 reads its own ``AWS_ENDPOINT_URL`` for a local AWS, so it does not
+appear here.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from functools import lru_cache
 from typing import Literal
 
 from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 LAMBDA_POOL_SIZE, LAMBDA_MAX_OVERFLOW = 1, 1
 DEFAULT_POOL_SIZE, DEFAULT_MAX_OVERFLOW = 5, 10  # SQLAlchemy's own defaults
+MAX_TOKEN_LIFETIME_S = 24 * 3600
+"""Longest ``exp - iat`` a token may have unless ``JWT_MAX_LIFETIME_S`` says otherwise."""
 
 
 class Settings(BaseSettings):
@@ -39,8 +44,8 @@ class Settings(BaseSettings):
     model_store: str = "build/models"
     model_check_interval_s: float = Field(default=60.0, ge=0)
     s3_bucket: str | None = None
-    embedding_dim: int = Field(default=64, ge=1)
     top_k_retrieval: int = Field(default=100, ge=1, le=1000)
+    # How many items GET /recommend returns when the request gives no ``k``.
     top_k_ranking: int = Field(default=10, ge=1, le=100)
     # Slots per list reserved for new items (no engagement in the model's training data,
     # or added through PUT /admin/catalog since) that share a topic with the learner and
@@ -50,12 +55,16 @@ class Settings(BaseSettings):
     vector_index: Literal["faiss", "opensearch"] = "faiss"
     opensearch_endpoint: str | None = None
     opensearch_alias: str = "learnrec-items"
-    jwt_algorithm: Literal["RS256"] = "RS256"
+    # The API's token verification (learnrec.serving.auth): one key source of the three,
+    # the claims tokens must carry, and their longest lifetime. The algorithm is checked
+    # there rather than here, so that a wrong one is reported as the auth error it is.
+    jwt_algorithm: str = "RS256"
     jwt_public_key: str | None = None
     jwt_jwks: str | None = None
     jwt_secret_id: str | None = None
     jwt_issuer: str | None = None
     jwt_audience: str | None = None
+    jwt_max_lifetime_s: int = Field(default=MAX_TOKEN_LIFETIME_S, gt=0)
     events_stream: str | None = Field(default=None, validation_alias="KINESIS_STREAM_NAME")
     user_id_hash_key: str | None = None
     user_id_hash_secret_id: str | None = None
@@ -98,6 +107,36 @@ class Settings(BaseSettings):
     def database_url_explicit(self) -> bool:
         """Whether ``DATABASE_URL`` was set, rather than left at its SQLite default."""
         return "database_url" in self.model_fields_set
+
+
+class _Given(Settings):
+    """Settings from the values given to it alone: no environment variable, no file."""
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings,)
+
+
+def settings_from(environ: Mapping[str, str]) -> Settings:
+    """The settings ``environ`` would give, ignoring the process's own environment.
+
+    For callers that hold an environment of their own (a test, a tool preparing a
+    function's variables): names are matched case-insensitively, as for the process.
+    """
+    given = {name.upper(): value for name, value in environ.items()}
+    values: dict[str, str] = {}
+    for name, field in Settings.model_fields.items():
+        key = field.validation_alias if isinstance(field.validation_alias, str) else name
+        if key.upper() in given:
+            values[key] = given[key.upper()]
+    return _Given(**values)  # type: ignore[arg-type]
 
 
 @lru_cache(maxsize=1)

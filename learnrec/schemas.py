@@ -1,7 +1,7 @@
 """The domain model: content items, learners and learning events.
 
 These are the contracts that the API, the event stream, the importers and the training
-jobs share (see DESIGN.md, "Contracts"). Validation lives here, once, so that every
+jobs share. Validation lives here, once, so that every
 entry point rejects the same bad input with the same per-field message.
 """
 

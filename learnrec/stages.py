@@ -1,7 +1,7 @@
 """Deployment stages and the names of their AWS resources, in one place.
 
 The CDK app (``cdk/app.py``) builds each stage's resources from a :class:`StageConfig`
-and passes the values into its constructs; the local AWS (``learnrec.local.aws``) creates
+and passes the values into its constructs; the local AWS (``learnrec_dev.local.aws``) creates
 the same resources under the same names from the same configuration, so code that works
 against moto server on 127.0.0.1:4566 finds what it would find in the account.
 """
@@ -113,7 +113,7 @@ class ResourceNames:
 
 @dataclass(frozen=True)
 class Alarms:
-    """Thresholds from DESIGN.md; one place so the dashboard and runbook agree."""
+    """Alarm thresholds, in one place so the alarms, the dashboard and the runbook agree."""
 
     p95_latency_ms: float = 300.0
     p95_latency_minutes: int = 5

@@ -6,7 +6,7 @@ SM_MODEL_DIR=bundle/ python training/train_ranking.py``
 
 import sys
 
-from learnrec.training.jobs import ranking_main
+from learnrec.training.jobs import main
 
 if __name__ == "__main__":
-    sys.exit(ranking_main())
+    sys.exit(main("train_ranking"))

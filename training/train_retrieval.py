@@ -6,7 +6,7 @@ Locally:
 
 import sys
 
-from learnrec.training.jobs import retrieval_main
+from learnrec.training.jobs import main
 
 if __name__ == "__main__":
-    sys.exit(retrieval_main())
+    sys.exit(main("train_retrieval"))

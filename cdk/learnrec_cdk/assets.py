@@ -1,6 +1,6 @@
 """What the constructs deploy, as plain values: built function and layer folders.
 
-:func:`lambda_assets` runs :func:`learnrec.packaging.build` (which reuses layers whose
+:func:`lambda_assets` runs :func:`learnrec_dev.packaging.build` (which reuses layers whose
 pinned requirements did not change, and fails when a function plus its layers would
 exceed Lambda's 250 MB) and describes the result; constructs only see paths.
 """
@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from learnrec import packaging
+from learnrec_dev import packaging
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ construct grants it exactly the data access it needs.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 from aws_cdk import Duration, RemovalPolicy, Size
 from aws_cdk import aws_ec2 as ec2
@@ -17,6 +18,8 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from constructs import Construct
+
+from learnrec.function_env import FunctionName, Value, function_environment
 
 from .assets import FunctionAsset
 from .nag import acknowledge
@@ -98,9 +101,64 @@ class LearnrecFunction(Construct):
             vpc_subnets=APP_SUBNETS,
             security_groups=[security_group],
         )
-        # The layers hold wheels built for CPython 3.12 (learnrec.packaging); a newer
+        # The layers hold wheels built for CPython 3.12 (learnrec_dev.packaging); a newer
         # runtime needs the layers rebuilt and tested first.
         acknowledge(self.function, "L1", "the layers are built for python3.12")
+
+
+@dataclass(frozen=True)
+class FunctionPlatform:
+    """What every function of a stage shares, given to each construct that defines one.
+
+    The built packages and their layers, the settings the functions' environments are
+    built from (:func:`learnrec.function_env.function_environment`, with CloudFormation
+    tokens as values), the network they run in, and the stage's log and removal
+    policies. A construct says only what is its own: name, memory, timeout, environment.
+    """
+
+    assets: Mapping[str, FunctionAsset]
+    layers: Mapping[str, lambda_.ILayerVersion]
+    settings: Mapping[str, Value]
+    vpc: ec2.IVpc
+    security_group: ec2.ISecurityGroup
+    log_retention: logs.RetentionDays
+    removal_policy: RemovalPolicy
+
+    def environment(self, function: FunctionName) -> dict[str, str]:
+        """The variables ``function`` reads, from the stage's settings."""
+        return function_environment(function, self.settings)
+
+    def function(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        package: str,
+        function_name: str,
+        description: str,
+        memory_mb: int,
+        timeout: Duration,
+        environment: Mapping[str, str],
+        ephemeral_storage_mb: int = 512,
+    ) -> LearnrecFunction:
+        """A :class:`LearnrecFunction` from the built package ``package``, with its layers."""
+        asset = self.assets[package]
+        return LearnrecFunction(
+            scope,
+            construct_id,
+            asset=asset,
+            layers=[self.layers[name] for name in asset.layers],
+            function_name=function_name,
+            description=description,
+            memory_mb=memory_mb,
+            timeout=timeout,
+            environment=environment,
+            vpc=self.vpc,
+            security_group=self.security_group,
+            log_retention=self.log_retention,
+            removal_policy=self.removal_policy,
+            ephemeral_storage_mb=ephemeral_storage_mb,
+        )
 
 
 def layer_versions(
@@ -117,7 +175,7 @@ def layer_versions(
             code=lambda_.Code.from_asset(path, exclude=list(exclude)),
             compatible_runtimes=[RUNTIME],
             compatible_architectures=[lambda_.Architecture.X86_64],
-            description=f"learnrec {name} dependencies (learnrec.packaging)",
+            description=f"learnrec {name} dependencies (learnrec_dev.packaging)",
             removal_policy=removal_policy,
         )
         for name, path in layers.items()

@@ -8,23 +8,18 @@ goes to the dead-letter queue, from which ``learnrec`` can replay it (RUNBOOK.md
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-
-from aws_cdk import Duration, RemovalPolicy
-from aws_cdk import aws_ec2 as ec2
+from aws_cdk import Duration
 from aws_cdk import aws_kinesis as kinesis
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_lambda_event_sources as sources
-from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from learnrec.events.dead_letter import DEAD_LETTER_PREFIX
-from learnrec.stages import EVENTS_PREFIX
+from learnrec.stages import EVENTS_PREFIX, StageConfig
 
-from .assets import FunctionAsset
-from .functions import LearnrecFunction
+from .functions import FunctionPlatform
 from .nag import acknowledge_prefix_grant
 
 RETRY_ATTEMPTS = 5
@@ -39,42 +34,29 @@ class Ingest(Construct):
         scope: Construct,
         construct_id: str,
         *,
-        asset: FunctionAsset,
-        layers: Sequence[lambda_.ILayerVersion],
-        function_name: str,
-        memory_mb: int,
-        batch_size: int,
-        environment: Mapping[str, str],
+        platform: FunctionPlatform,
+        config: StageConfig,
         stream: kinesis.IStream,
         dead_letter_queue: sqs.IQueue,
         bucket: s3.IBucket,
-        vpc: ec2.IVpc,
-        security_group: ec2.ISecurityGroup,
-        log_retention: logs.RetentionDays,
-        removal_policy: RemovalPolicy,
     ) -> None:
         super().__init__(scope, construct_id)
-        ingest = LearnrecFunction(
+        ingest = platform.function(
             self,
             "Ingest",
-            asset=asset,
-            layers=layers,
-            function_name=function_name,
+            package="ingest",
+            function_name=config.names.ingest_function,
             description="learnrec event ingestion: Kinesis -> S3 archive and learner history",
-            memory_mb=memory_mb,
+            memory_mb=config.ingest_memory_mb,
             timeout=Duration.minutes(2),
-            environment=environment,
-            vpc=vpc,
-            security_group=security_group,
-            log_retention=log_retention,
-            removal_policy=removal_policy,
+            environment=platform.environment("ingest"),
         )
         self.function = ingest.function
         self.role = ingest.role
         self.event_source = sources.KinesisEventSource(
             stream,
             starting_position=lambda_.StartingPosition.TRIM_HORIZON,
-            batch_size=batch_size,
+            batch_size=config.ingest_batch_size,
             max_batching_window=BATCH_WINDOW,
             bisect_batch_on_error=True,
             report_batch_item_failures=True,

@@ -13,7 +13,7 @@ container's platform (CPython 3.12, manylinux x86_64) against what the container
 preinstalls (``requirements/training-container.txt``: TensorFlow and what it depends on)
 and the tested set (``requirements/constraints.txt``); a conflict between the two stops
 the build (:class:`ResolutionConflictError`). The folder is reused while its inputs are
-unchanged, like the Lambda layers of :mod:`learnrec.packaging`.
+unchanged, like the Lambda layers of :mod:`learnrec_dev.packaging`.
 """
 
 from __future__ import annotations

@@ -24,14 +24,10 @@ The database and user-id-hash secrets are granted by the stack, as to the other 
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-
-from aws_cdk import Duration, RemovalPolicy
-from aws_cdk import aws_ec2 as ec2
+from aws_cdk import Duration
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_lambda as lambda_
-from aws_cdk import aws_logs as logs
 from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
@@ -41,8 +37,7 @@ from learnrec.privacy.retention import LEARNER_ARTIFACTS
 from learnrec.serving.model_store import VERSIONS
 from learnrec.stages import DIGESTS_PREFIX, EVENTS_PREFIX, MODELS_PREFIX, PIPELINE_PREFIX
 
-from .assets import FunctionAsset
-from .functions import LearnrecFunction
+from .functions import FunctionPlatform
 from .nag import acknowledge, acknowledge_prefix_grant, arn_ref
 
 # Lambda's maximum: the erasure sweep reads every archive object; what does not fit is
@@ -67,33 +62,22 @@ class Maintenance(Construct):
         scope: Construct,
         construct_id: str,
         *,
-        asset: FunctionAsset,
-        layers: Sequence[lambda_.ILayerVersion],
+        platform: FunctionPlatform,
         function_name: str,
-        environment: Mapping[str, str],
         schedule_hours: int,
         bucket: s3.IBucket,
         dead_letter_queue: sqs.IQueue,
-        vpc: ec2.IVpc,
-        security_group: ec2.ISecurityGroup,
-        log_retention: logs.RetentionDays,
-        removal_policy: RemovalPolicy,
     ) -> None:
         super().__init__(scope, construct_id)
-        maintenance = LearnrecFunction(
+        maintenance = platform.function(
             self,
             "Maintenance",
-            asset=asset,
-            layers=layers,
+            package="maintenance",
             function_name=function_name,
             description="learnrec maintenance: erasure sweep and retention, on a schedule",
             memory_mb=MEMORY_MB,
             timeout=TIMEOUT,
-            environment=environment,
-            vpc=vpc,
-            security_group=security_group,
-            log_retention=log_retention,
-            removal_policy=removal_policy,
+            environment=platform.environment("maintenance"),
         )
         self.function = maintenance.function
         self.role = maintenance.role

@@ -13,19 +13,14 @@ secret; the CDK provider framework invokes it and answers CloudFormation.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-
-from aws_cdk import CustomResource, Duration, RemovalPolicy
-from aws_cdk import aws_ec2 as ec2
+from aws_cdk import CustomResource, Duration
 from aws_cdk import aws_iam as iam
-from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_secretsmanager as secretsmanager
 from aws_cdk import custom_resources as cr
 from constructs import Construct, IConstruct
 
-from .assets import FunctionAsset
-from .functions import LearnrecFunction
+from .functions import FunctionPlatform
 from .nag import acknowledge, arn_ref
 
 RESOURCE_TYPE = "Custom::LearnrecSchema"
@@ -40,34 +35,23 @@ class SchemaMigration(Construct):
         scope: Construct,
         construct_id: str,
         *,
-        asset: FunctionAsset,
-        layers: Sequence[lambda_.ILayerVersion],
+        platform: FunctionPlatform,
         function_name: str,
-        environment: Mapping[str, str],
         database: IConstruct,
         database_secret: secretsmanager.ISecret,
         migrations_digest: str,
         head_revision: str,
-        vpc: ec2.IVpc,
-        security_group: ec2.ISecurityGroup,
-        log_retention: logs.RetentionDays,
-        removal_policy: RemovalPolicy,
     ) -> None:
         super().__init__(scope, construct_id)
-        migrate = LearnrecFunction(
+        migrate = platform.function(
             self,
             "Migrate",
-            asset=asset,
-            layers=layers,
+            package="migrate",
             function_name=function_name,
             description="learnrec schema migration (Alembic) to head, run on each deployment",
             memory_mb=512,
             timeout=MIGRATION_TIMEOUT,
-            environment=environment,
-            vpc=vpc,
-            security_group=security_group,
-            log_retention=log_retention,
-            removal_policy=removal_policy,
+            environment=platform.environment("migrate"),
         )
         self.function, self.role = migrate.function, migrate.role
         database_secret.grant_read(self.role)
@@ -79,8 +63,8 @@ class SchemaMigration(Construct):
             self,
             "ProviderLogs",
             log_group_name=f"/aws/lambda/{function_name}-provider",
-            retention=log_retention,
-            removal_policy=removal_policy,
+            retention=platform.log_retention,
+            removal_policy=platform.removal_policy,
         )
         provider_role = iam.Role(
             self,

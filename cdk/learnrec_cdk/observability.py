@@ -1,4 +1,4 @@
-"""The dashboard and the alarms of DESIGN.md, with their thresholds from the stage.
+"""The dashboard and the alarms, with their thresholds from the stage.
 
 Application metrics are CloudWatch EMF from Powertools in namespace ``learnrec`` with a
 ``service`` dimension (``api``, ``ingest``), and ``model_drift_score`` from the pipeline
@@ -26,12 +26,25 @@ from aws_cdk import aws_sqs as sqs
 from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
-from learnrec.serving.telemetry import (
+from learnrec.metric_names import (
+    API,
+    CLICKS,
+    DRIFT,
+    ERASURE_INCOMPLETE,
+    EVENTS_DEAD_LETTERED,
+    EVENTS_DUPLICATE,
+    EVENTS_RECEIVED,
+    EVENTS_WRITTEN,
     FALLBACKS,
+    IMPRESSIONS,
+    INGEST,
     LATENCY,
+    MAINTENANCE,
     NAMESPACE,
+    PIPELINE,
     RESPONSES,
     SCORE_MEAN,
+    SERVICE_DIMENSION,
     STATUS_CLASSES,
     SUCCESS,
     VERSION_DIMENSION,
@@ -40,10 +53,6 @@ from learnrec.serving.telemetry import (
 )
 from learnrec.stages import Alarms
 
-DRIFT = "model_drift_score"
-# CTR inputs: impressions served and clicks that echo a recommendation id.
-IMPRESSIONS = "recommendation_impressions_total"
-CLICKS = "recommendation_clicks_total"
 MINUTE = Duration.minutes(1)
 # The thresholds come from the stage (learnrec.stages.Alarms), passed in by the stack.
 Thresholds = Alarms
@@ -60,7 +69,7 @@ def app_metric(
     return cw.Metric(
         namespace=NAMESPACE,
         metric_name=name,
-        dimensions_map={"service": service, **(dimensions or {}), **dims},
+        dimensions_map={SERVICE_DIMENSION: service, **(dimensions or {}), **dims},
         statistic=statistic,
         period=period,
     )
@@ -118,7 +127,7 @@ class Observability(Construct):
         )
         t = thresholds
 
-        p95 = app_metric(LATENCY, "api", "p95")
+        p95 = app_metric(LATENCY, API, "p95")
         # Dimensions by name, not by reference to the stage: the canary's deployment group
         # watches this alarm, and a reference would make the API depend on itself.
         gateway = {"ApiName": api_name, "Stage": api_stage_name}
@@ -143,12 +152,12 @@ class Observability(Construct):
             period=MINUTE,
         )
         fallback_rate = fallback_share(
-            app_metric(SUCCESS, "api"),
-            [app_metric(fallback_metric(f), "api") for f in FALLBACKS],
+            app_metric(SUCCESS, API),
+            [app_metric(fallback_metric(f), API) for f in FALLBACKS],
             1,
             "fallback share of recommend responses (%)",
         )
-        drift = app_metric(DRIFT, "pipeline", "Maximum", Duration.hours(1), stage=stage)
+        drift = app_metric(DRIFT, PIPELINE, "Maximum", Duration.hours(1), stage=stage)
         iterator_age = ingest_function.metric("IteratorAge", statistic="Maximum", period=MINUTE)
         dead_letters = dead_letter_queue.metric_approximate_number_of_messages_visible(
             period=MINUTE, statistic="Maximum"
@@ -226,9 +235,7 @@ class Observability(Construct):
                 expression="FILL(errors, 0) + FILL(incomplete, 0)",
                 using_metrics={
                     "errors": maintenance_function.metric_errors(period=every_run),
-                    "incomplete": app_metric(
-                        "erasure_incomplete", "maintenance", "Maximum", every_run
-                    ),
+                    "incomplete": app_metric(ERASURE_INCOMPLETE, MAINTENANCE, "Maximum", every_run),
                 },
                 period=every_run,
             ),
@@ -317,8 +324,8 @@ class Observability(Construct):
         points these alarms at the version it brings in.
         """
         dims = {VERSION_DIMENSION: version.version}
-        responses = app_metric(RESPONSES, "api", dimensions=dims)
-        server_errors = app_metric(status_class_metric("5xx"), "api", dimensions=dims)
+        responses = app_metric(RESPONSES, API, dimensions=dims)
+        server_errors = app_metric(status_class_metric("5xx"), API, dimensions=dims)
         self.canary_error_rate_alarm = self._alarm(
             "CanaryErrorRate",
             cw.MathExpression(
@@ -336,8 +343,8 @@ class Observability(Construct):
         self.canary_fallback_rate_alarm = self._alarm(
             "CanaryFallbackRate",
             fallback_share(
-                app_metric(SUCCESS, "api", dimensions=dims),
-                [app_metric(fallback_metric(f), "api", dimensions=dims) for f in FALLBACKS],
+                app_metric(SUCCESS, API, dimensions=dims),
+                [app_metric(fallback_metric(f), API, dimensions=dims) for f in FALLBACKS],
                 t.canary_min_responses,
                 "fallback share of the deployed version's recommendations (%)",
             ),
@@ -480,12 +487,12 @@ class Observability(Construct):
         drift: cw.IMetric,
         iterator_age: cw.IMetric,
     ) -> None:
-        latency = [app_metric(LATENCY, "api", s) for s in ("p50", "p95", "p99")]
+        latency = [app_metric(LATENCY, API, s) for s in ("p50", "p95", "p99")]
         ctr = cw.MathExpression(
             expression="IF(impressions > 0, 100 * clicks / impressions, 0)",
             using_metrics={
-                "impressions": app_metric(IMPRESSIONS, "ingest", period=Duration.hours(1)),
-                "clicks": app_metric(CLICKS, "ingest", period=Duration.hours(1)),
+                "impressions": app_metric(IMPRESSIONS, INGEST, period=Duration.hours(1)),
+                "clicks": app_metric(CLICKS, INGEST, period=Duration.hours(1)),
             },
             label="CTR (%)",
             period=Duration.hours(1),
@@ -517,12 +524,12 @@ class Observability(Construct):
             ),
             cw.GraphWidget(
                 title="Throughput: requests, 5xx, successful recommendations (per minute)",
-                left=[requests, server_errors, app_metric(SUCCESS, "api")],
+                left=[requests, server_errors, app_metric(SUCCESS, API)],
                 width=12,
             ),
             cw.GraphWidget(
                 title="Degraded responses by fallback (per minute)",
-                left=[app_metric(fallback_metric(f), "api") for f in FALLBACKS],
+                left=[app_metric(fallback_metric(f), API) for f in FALLBACKS],
                 width=12,
             ),
             cw.GraphWidget(
@@ -553,18 +560,18 @@ class Observability(Construct):
         self.dashboard.add_widgets(
             cw.GraphWidget(
                 title="Mean model score of served recommendations",
-                left=[app_metric(SCORE_MEAN, "api", "Average", Duration.minutes(5))],
+                left=[app_metric(SCORE_MEAN, API, "Average", Duration.minutes(5))],
                 width=8,
             ),
             cw.GraphWidget(
                 title="Events: received, written, duplicates, dead-lettered (per minute)",
                 left=[
-                    app_metric(name, "ingest")
+                    app_metric(name, INGEST)
                     for name in (
-                        "events_received",
-                        "events_written",
-                        "events_duplicate",
-                        "events_dead_lettered",
+                        EVENTS_RECEIVED,
+                        EVENTS_WRITTEN,
+                        EVENTS_DUPLICATE,
+                        EVENTS_DEAD_LETTERED,
                     )
                 ],
                 right=[dead_letters],
@@ -593,8 +600,9 @@ class Observability(Construct):
         """The newer alarms' signals, each with its threshold, and the api per version."""
         cpu, capacity, connections = aurora
         # One line per version that answered 5xx: SEARCH finds the versions as they come.
+        schema = f"{NAMESPACE},{SERVICE_DIMENSION},{VERSION_DIMENSION}"
         search_expression = (
-            f'SEARCH(\'{{{NAMESPACE},service,{VERSION_DIMENSION}}} service="api" '
+            f'SEARCH(\'{{{schema}}} {SERVICE_DIMENSION}="{API}" '
             f"MetricName=\"{status_class_metric('5xx')}\"', 'Sum', 60)"
         )
         per_version = [
@@ -611,7 +619,7 @@ class Observability(Construct):
             ),
             cw.GraphWidget(
                 title="API responses by status class; 5xx per function version",
-                left=[app_metric(status_class_metric(c), "api") for c in STATUS_CLASSES],
+                left=[app_metric(status_class_metric(c), API) for c in STATUS_CLASSES],
                 right=per_version,
                 width=8,
             ),

@@ -14,16 +14,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from aws_cdk import CustomResource, Duration, RemovalPolicy
-from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_iam as iam
-from aws_cdk import aws_lambda as lambda_
-from aws_cdk import aws_logs as logs
 from constructs import Construct
 
 from learnrec.search_security import INDEXER_ROLE, SEARCH_ROLE, roles_digest
 
-from .assets import FunctionAsset
-from .functions import LearnrecFunction
+from .functions import FunctionPlatform
 from .search import Search
 
 RESOURCE_TYPE = "Custom::LearnrecSearchSecurity"
@@ -35,23 +31,17 @@ class SearchSecurity(Construct):
         scope: Construct,
         construct_id: str,
         *,
+        platform: FunctionPlatform,
         search: Search,
-        asset: FunctionAsset,
-        layers: Sequence[lambda_.ILayerVersion],
         function_name: str,
         search_roles: Sequence[iam.IRole],
         indexer_roles: Sequence[iam.IRole],
-        vpc: ec2.IVpc,
-        security_group: ec2.ISecurityGroup,
-        log_retention: logs.RetentionDays,
-        removal_policy: RemovalPolicy,
     ) -> None:
         super().__init__(scope, construct_id)
-        self.handler = LearnrecFunction(
+        self.handler = platform.function(
             self,
             "Handler",
-            asset=asset,
-            layers=layers,
+            package="search_security",
             function_name=function_name,
             description="learnrec: OpenSearch roles and role mappings (custom resource)",
             memory_mb=256,
@@ -60,10 +50,6 @@ class SearchSecurity(Construct):
             # every call exhausts its retries, so the handler always gets to answer.
             timeout=Duration.minutes(15),
             environment={"POWERTOOLS_SERVICE_NAME": "search-security"},
-            vpc=vpc,
-            security_group=security_group,
-            log_retention=log_retention,
-            removal_policy=removal_policy,
         )
         search.admin_role.grant_assume_role(self.handler.role)
         self.resource = CustomResource(

@@ -9,22 +9,22 @@ canary share of traffic for a few minutes, rolled back automatically on alarm.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 
-from aws_cdk import Duration, RemovalPolicy
+from aws_cdk import Duration
 from aws_cdk import aws_apigateway as apigw
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_codedeploy as codedeploy
-from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_wafv2 as wafv2
 from constructs import Construct
 
+from learnrec.metric_names import THROTTLED_NAMESPACE, throttled_metric
 from learnrec.serving.openapi_doc import Route
+from learnrec.stages import StageConfig
 
-from .assets import FunctionAsset
-from .functions import LearnrecFunction
+from .functions import FunctionPlatform
 from .nag import acknowledge
 
 # Error bodies API Gateway itself returns, in the app's shape.
@@ -44,8 +44,6 @@ GATEWAY_RESPONSES: dict[apigw.ResponseType, tuple[str, str]] = {
 # The largest POST /events batch (500 events) is well above the managed rule set's
 # 8 KB body limit, so that one rule only counts; the function validates bodies itself.
 WAF_COUNT_ONLY = ("SizeRestrictions_BODY",)
-# Metric filters take dimension values from log fields only, so the stage is in the name.
-THROTTLED_NAMESPACE = "learnrec/ApiGateway"
 
 
 class Serving(Construct):
@@ -54,40 +52,23 @@ class Serving(Construct):
         scope: Construct,
         construct_id: str,
         *,
-        asset: FunctionAsset,
-        layers: Sequence[lambda_.ILayerVersion],
-        function_name: str,
-        stage_name: str,
-        memory_mb: int,
-        environment: Mapping[str, str],
+        platform: FunctionPlatform,
+        config: StageConfig,
         routes: Sequence[Route],
-        throttle_rate: float,
-        throttle_burst: int,
-        canary_percent: int,
-        canary_minutes: int,
-        provisioned_concurrency: int,
-        vpc: ec2.IVpc,
-        security_group: ec2.ISecurityGroup,
-        log_retention: logs.RetentionDays,
-        removal_policy: RemovalPolicy,
     ) -> None:
         super().__init__(scope, construct_id)
-        self.api_function = LearnrecFunction(
+        function_name, stage_name = config.names.api_function, config.stage
+        self.api_function = platform.function(
             self,
             "Api",
-            asset=asset,
-            layers=layers,
+            package="api",
             function_name=function_name,
             description="learnrec HTTP API (FastAPI via Mangum)",
-            memory_mb=memory_mb,
+            memory_mb=config.api_memory_mb,
             timeout=Duration.seconds(15),
             # Model bundles are fetched to /tmp once per container.
             ephemeral_storage_mb=2048,
-            environment=environment,
-            vpc=vpc,
-            security_group=security_group,
-            log_retention=log_retention,
-            removal_policy=removal_policy,
+            environment=platform.environment("api"),
         )
         self.function = self.api_function.function
         self.role = self.api_function.role
@@ -96,7 +77,7 @@ class Serving(Construct):
             "Live",
             alias_name="live",
             version=self.function.current_version,
-            provisioned_concurrent_executions=provisioned_concurrency or None,
+            provisioned_concurrent_executions=config.provisioned_concurrency or None,
         )
         self.version = self.function.current_version
         # A new version that throws during its canary share rolls back at once.
@@ -115,7 +96,8 @@ class Serving(Construct):
             self,
             "Canary",
             traffic_routing=codedeploy.TimeBasedCanaryTrafficRouting(
-                interval=Duration.minutes(canary_minutes), percentage=canary_percent
+                interval=Duration.minutes(config.canary_minutes),
+                percentage=config.canary_percent,
             ),
         )
         self.deployment_group = codedeploy.LambdaDeploymentGroup(
@@ -141,10 +123,9 @@ class Serving(Construct):
             function_name,
             stage_name,
             routes,
-            throttle_rate,
-            throttle_burst,
-            log_retention,
-            removal_policy,
+            config.api_throttle_rate,
+            config.api_throttle_burst,
+            platform,
         )
         self._firewall()
 
@@ -165,11 +146,13 @@ class Serving(Construct):
         routes: Sequence[Route],
         throttle_rate: float,
         throttle_burst: int,
-        log_retention: logs.RetentionDays,
-        removal_policy: RemovalPolicy,
+        platform: FunctionPlatform,
     ) -> apigw.RestApi:
         access_logs = logs.LogGroup(
-            self, "AccessLogs", retention=log_retention, removal_policy=removal_policy
+            self,
+            "AccessLogs",
+            retention=platform.log_retention,
+            removal_policy=platform.removal_policy,
         )
         # API Gateway has no metric of its own for 429s (they are inside 4XXError): count
         # them from the access log, whose "status" field is the status the caller got.
@@ -179,7 +162,7 @@ class Serving(Construct):
             log_group=access_logs,
             filter_pattern=logs.FilterPattern.string_value("$.status", "=", "429"),
             metric_namespace=THROTTLED_NAMESPACE,
-            metric_name=f"{function_name}-429",
+            metric_name=throttled_metric(function_name),
             metric_value="1",
             default_value=0,
         )
@@ -191,7 +174,7 @@ class Serving(Construct):
             description="learnrec recommendations API",
             endpoint_types=[apigw.EndpointType.REGIONAL],
             cloud_watch_role=True,
-            cloud_watch_role_removal_policy=removal_policy,
+            cloud_watch_role_removal_policy=platform.removal_policy,
             deploy_options=apigw.StageOptions(
                 stage_name=stage_name,
                 throttling_rate_limit=throttle_rate,

@@ -1,8 +1,8 @@
 """One stage of learnrec as one stack: the constructs wired together with grants.
 
-:func:`build_stack` is what ``cdk/app.py`` calls and what the tests call in-process: a
-:class:`~learnrec.stages.StageConfig` and the built assets in, a stack out. Nothing
-here reads the environment or the CDK context.
+:class:`LearnrecStack` is what ``cdk/app.py`` (``build_app``) builds and what the tests
+build in-process: a :class:`~learnrec.stages.StageConfig` and the built assets in, a
+stack out. Nothing here reads the environment or the CDK context.
 """
 
 from __future__ import annotations
@@ -15,17 +15,18 @@ from aws_cdk import CfnOutput, Environment, Fn, RemovalPolicy, Stack, Tags
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
-from learnrec.packaging import STAMP_FILE
+from learnrec.function_env import Value, function_environment
 from learnrec.privacy.maintenance import SCHEDULE_HOURS
 from learnrec.serving.model_store import POINTER_FILE
 from learnrec.serving.openapi_doc import Route
 from learnrec.stages import MODELS_PREFIX, StageConfig
 from learnrec.storage.migrate import scripts_digest
 from learnrec.storage.schema import HEAD as SCHEMA_HEAD
+from learnrec_dev.packaging import STAMP_FILE
 
 from .assets import LambdaAssets
 from .data import Data
-from .functions import layer_versions
+from .functions import FunctionPlatform, layer_versions
 from .ingest import Ingest
 from .maintenance import Maintenance
 from .migrations import SchemaMigration
@@ -38,7 +39,6 @@ from .search_security import SearchSecurity
 from .serving import Serving
 from .training import DLC_ACCOUNTS, DLC_DEFAULT_ACCOUNT, TRAINING_REPOSITORY, JobRole, Pipeline
 
-POWERTOOLS_NAMESPACE = "learnrec"
 # Feature flags, passed to App() by cdk/app.py and by the tests alike (not in cdk.json,
 # which only the CLI reads), so both synthesize the same templates.
 FEATURE_FLAGS = {
@@ -140,151 +140,82 @@ class LearnrecStack(Stack):
             removal,
             exclude=[STAMP_FILE],
         )
-        functions = inputs.assets.functions
-        common = {
-            "POWERTOOLS_METRICS_NAMESPACE": POWERTOOLS_NAMESPACE,
-            "S3_BUCKET": names.data_bucket,
-            "MODEL_STORE": names.model_store_url,
-            "DATABASE_SECRET_ARN": data.database_secret.secret_arn,
+        # Every setting a function of this stage may read (learnrec.function_env picks
+        # each function's share and names the variables as learnrec.config reads them).
+        settings: dict[str, Value] = {
+            "s3_bucket": names.data_bucket,
+            "model_store": names.model_store_url,
+            "database_secret_arn": data.database_secret.secret_arn,
             # Through RDS Proxy (TLS), not the cluster endpoint the secret names.
-            "DATABASE_HOST": proxy.endpoint,
-            "USER_ID_HASH_SECRET_ID": data.user_id_hash_secret.secret_arn,
+            "database_host": proxy.endpoint,
+            "user_id_hash_secret_id": data.user_id_hash_secret.secret_arn,
             # Events older than the archive keeps them are refused at the edges.
-            "EVENT_RETENTION_DAYS": str(config.event_retention_days),
+            "event_retention_days": config.event_retention_days,
+            "events_stream": names.events_stream,
+            "dead_letter_queue_url": data.dead_letter_queue.queue_url,
+            "vector_index": "opensearch",
+            "opensearch_endpoint": search.endpoint,
+            "opensearch_alias": names.opensearch_alias,
+            "jwt_secret_id": data.jwt_secret.secret_arn,
+            "jwt_issuer": config.token_issuer,
+            "jwt_audience": config.token_audience,
         }
-        serving = Serving(
-            self,
-            "Serving",
-            asset=functions["api"],
-            layers=[layers[name] for name in functions["api"].layers],
-            function_name=names.api_function,
-            stage_name=config.stage,
-            memory_mb=config.api_memory_mb,
-            environment={
-                **common,
-                "POWERTOOLS_SERVICE_NAME": "api",
-                "KINESIS_STREAM_NAME": names.events_stream,
-                "VECTOR_INDEX": "opensearch",
-                "OPENSEARCH_ENDPOINT": search.endpoint,
-                "OPENSEARCH_ALIAS": names.opensearch_alias,
-                "JWT_SECRET_ID": data.jwt_secret.secret_arn,
-                "JWT_ISSUER": config.token_issuer,
-                "JWT_AUDIENCE": config.token_audience,
-            },
-            routes=inputs.routes,
-            throttle_rate=config.api_throttle_rate,
-            throttle_burst=config.api_throttle_burst,
-            canary_percent=config.canary_percent,
-            canary_minutes=config.canary_minutes,
-            provisioned_concurrency=config.provisioned_concurrency,
+        platform = FunctionPlatform(
+            assets=inputs.assets.functions,
+            layers=layers,
+            settings=settings,
             vpc=vpc,
             security_group=app_sg,
             log_retention=retention,
             removal_policy=removal,
+        )
+        serving = Serving(
+            self,
+            "Serving",
+            platform=platform,
+            config=config,
+            routes=inputs.routes,
         )
         ingest = Ingest(
             self,
             "Ingest",
-            asset=functions["ingest"],
-            layers=[layers[name] for name in functions["ingest"].layers],
-            function_name=names.ingest_function,
-            memory_mb=config.ingest_memory_mb,
-            batch_size=config.ingest_batch_size,
-            environment={
-                **common,
-                "POWERTOOLS_SERVICE_NAME": "ingest",
-                "DEAD_LETTER_QUEUE_URL": data.dead_letter_queue.queue_url,
-            },
+            platform=platform,
+            config=config,
             stream=data.stream,
             dead_letter_queue=data.dead_letter_queue,
             bucket=data.bucket,
-            vpc=vpc,
-            security_group=app_sg,
-            log_retention=retention,
-            removal_policy=removal,
         )
         pipeline = Pipeline(
             self,
             "Retrain",
-            asset=functions["pipeline"],
-            layers=[layers[name] for name in functions["pipeline"].layers],
-            function_name=names.pipeline_function,
-            state_machine_name=names.state_machine,
-            environment={
-                **common,
-                "POWERTOOLS_SERVICE_NAME": "pipeline",
-                # promote moves the alias the API queries, with the pointer
-                "VECTOR_INDEX": "opensearch",
-                "OPENSEARCH_ENDPOINT": search.endpoint,
-                "OPENSEARCH_ALIAS": names.opensearch_alias,
-            },
+            platform=platform,
+            config=config,
             job_role=jobs.role,
             job_image=inputs.training_image,
-            job_instance_type=config.training_instance_type,
-            job_environment={
-                "S3_BUCKET": names.data_bucket,
-                "MODEL_STORE": names.model_store_url,
-                "DATABASE_SECRET_ARN": data.database_secret.secret_arn,
-                "DATABASE_HOST": proxy.endpoint,
-                "USER_ID_HASH_SECRET_ID": data.user_id_hash_secret.secret_arn,
-                # build_index fills the version's index that promote points the alias at
-                "VECTOR_INDEX": "opensearch",
-                "OPENSEARCH_ENDPOINT": search.endpoint,
-                "OPENSEARCH_ALIAS": names.opensearch_alias,
-                "AWS_REGION": region,
-            },
+            job_environment={**function_environment("job", settings), "AWS_REGION": region},
             source_archive=str(inputs.job_source_archive),
             bucket=data.bucket,
-            request_defaults={"stage": config.stage, "bucket": names.data_bucket},
-            model_package_group=names.model_package_group,
-            full_schedule=config.schedules.full_retrain,
-            ranking_schedule=config.schedules.ranking_retrain,
-            schedules_enabled=config.schedules_enabled,
-            vpc=vpc,
-            security_group=app_sg,
-            log_retention=retention,
-            removal_policy=removal,
         )
-
         maintenance = Maintenance(
             self,
             "Maintenance",
-            asset=functions["maintenance"],
-            layers=[layers[name] for name in functions["maintenance"].layers],
+            platform=platform,
             function_name=names.maintenance_function,
-            environment={
-                **common,
-                "POWERTOOLS_SERVICE_NAME": "maintenance",
-                "DEAD_LETTER_QUEUE_URL": data.dead_letter_queue.queue_url,
-            },
             schedule_hours=SCHEDULE_HOURS,
             bucket=data.bucket,
             dead_letter_queue=data.dead_letter_queue,
-            vpc=vpc,
-            security_group=app_sg,
-            log_retention=retention,
-            removal_policy=removal,
         )
 
         # The schema reaches head before any function that uses it is updated.
         migrations = SchemaMigration(
             self,
             "Migrations",
-            asset=functions["migrate"],
-            layers=[layers[name] for name in functions["migrate"].layers],
+            platform=platform,
             function_name=names.migrate_function,
-            environment={
-                "DATABASE_SECRET_ARN": data.database_secret.secret_arn,
-                "POWERTOOLS_SERVICE_NAME": "migrate",
-            },
             database=data.database,
             database_secret=data.database_secret,
             migrations_digest=scripts_digest(),
             head_revision=SCHEMA_HEAD,
-            vpc=vpc,
-            security_group=app_sg,
-            log_retention=retention,
-            removal_policy=removal,
         )
         migrations.run_before(
             serving.function, ingest.function, pipeline.function, maintenance.function
@@ -309,15 +240,10 @@ class LearnrecStack(Stack):
             self,
             "SearchSecurity",
             search=search,
-            asset=functions["search_security"],
-            layers=[layers[name] for name in functions["search_security"].layers],
+            platform=platform,
             function_name=names.search_security_function,
             search_roles=[api_role],
             indexer_roles=[jobs.role, pipeline.role],
-            vpc=vpc,
-            security_group=app_sg,
-            log_retention=retention,
-            removal_policy=removal,
         )
         for role in (api_role, ingest_role, pipeline.role, jobs.role, maintenance.role):
             data.database_secret.grant_read(role)

@@ -27,8 +27,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from aws_cdk import Duration, RemovalPolicy, Stack
-from aws_cdk import aws_ec2 as ec2
+from aws_cdk import Duration, Stack
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
@@ -41,6 +40,7 @@ from aws_cdk import aws_stepfunctions as sfn
 from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
+from learnrec.metric_names import NAMESPACE
 from learnrec.pipeline.definition import (
     FRAMEWORK_HYPERPARAMETERS,
     PIPELINE,
@@ -49,10 +49,9 @@ from learnrec.pipeline.definition import (
     StepKind,
     processing_arguments,
 )
-from learnrec.stages import EVENTS_PREFIX, MODELS_PREFIX, PIPELINE_PREFIX
+from learnrec.stages import EVENTS_PREFIX, MODELS_PREFIX, PIPELINE_PREFIX, StageConfig
 
-from .assets import FunctionAsset
-from .functions import LearnrecFunction
+from .functions import FunctionPlatform
 from .nag import acknowledge, acknowledge_prefix_grant, arn_ref
 
 # AWS Deep Learning Containers' registry account; a few opt-in regions use their own.
@@ -520,43 +519,30 @@ class Pipeline(Construct):
         scope: Construct,
         construct_id: str,
         *,
-        asset: FunctionAsset,
-        layers: Sequence[lambda_.ILayerVersion],
-        function_name: str,
-        state_machine_name: str,
-        environment: Mapping[str, str],
+        platform: FunctionPlatform,
+        config: StageConfig,
         job_role: iam.IRole,
         job_image: str,
-        job_instance_type: str,
         job_environment: Mapping[str, str],
         source_archive: str,
         bucket: s3.IBucket,
-        request_defaults: Mapping[str, str],
-        model_package_group: str,
-        full_schedule: str,
-        ranking_schedule: str,
-        schedules_enabled: bool,
-        vpc: ec2.IVpc,
-        security_group: ec2.ISecurityGroup,
-        log_retention: logs.RetentionDays,
-        removal_policy: RemovalPolicy,
     ) -> None:
         super().__init__(scope, construct_id)
         stack = Stack.of(self)
-        pipeline = LearnrecFunction(
+        names = config.names
+        function_name, state_machine_name = names.pipeline_function, names.state_machine
+        model_package_group = names.model_package_group
+        # What every run is started with unless its request says otherwise.
+        request_defaults = {"stage": config.stage, "bucket": names.data_bucket}
+        pipeline = platform.function(
             self,
             "Pipeline",
-            asset=asset,
-            layers=layers,
+            package="pipeline",
             function_name=function_name,
             description="learnrec retraining: start a run, register and promote bundles",
             memory_mb=512,
             timeout=Duration.minutes(5),
-            environment=environment,
-            vpc=vpc,
-            security_group=security_group,
-            log_retention=log_retention,
-            removal_policy=removal_policy,
+            environment=platform.environment("pipeline"),
         )
         self.function = pipeline.function
         self.role = pipeline.role
@@ -578,7 +564,7 @@ class Pipeline(Construct):
             model_package_group_name=model_package_group,
             model_package_group_description="learnrec model bundles, one package per run",
         )
-        self.model_package_group.apply_removal_policy(removal_policy)
+        self.model_package_group.apply_removal_policy(platform.removal_policy)
         registry = f"arn:{stack.partition}:sagemaker:{stack.region}:{stack.account}"
         self.role.add_to_policy(
             iam.PolicyStatement(
@@ -599,7 +585,7 @@ class Pipeline(Construct):
             iam.PolicyStatement(
                 actions=["cloudwatch:PutMetricData"],
                 resources=["*"],
-                conditions={"StringEquals": {"cloudwatch:namespace": "learnrec"}},
+                conditions={"StringEquals": {"cloudwatch:namespace": NAMESPACE}},
             )
         )
 
@@ -624,12 +610,12 @@ class Pipeline(Construct):
         )
         jobs = JobSettings(
             image=job_image,
-            instance_type=job_instance_type,
+            instance_type=config.training_instance_type,
             role_arn=job_role.role_arn,
             bucket=bucket.bucket_name,
             source_uri=source.s3_object_url,
-            subnet_ids=vpc.select_subnets(subnet_group_name="app").subnet_ids,
-            security_group_ids=[security_group.security_group_id],
+            subnet_ids=platform.vpc.select_subnets(subnet_group_name="app").subnet_ids,
+            security_group_ids=[platform.security_group.security_group_id],
             environment=job_environment,
             max_runtime=Duration.hours(3),
         )
@@ -639,8 +625,8 @@ class Pipeline(Construct):
             self,
             "RunLogs",
             log_group_name=f"/aws/vendedlogs/states/{state_machine_name}",
-            retention=log_retention,
-            removal_policy=removal_policy,
+            retention=platform.log_retention,
+            removal_policy=platform.removal_policy,
         )
         self.state_machine = sfn.StateMachine(
             self,
@@ -684,7 +670,7 @@ class Pipeline(Construct):
                 f"{mode.value.capitalize()}Schedule",
                 description=f"learnrec {mode.value} retrain",
                 schedule=events.Schedule.expression(expression),
-                enabled=schedules_enabled,
+                enabled=config.schedules_enabled,
                 targets=[
                     targets.SfnStateMachine(
                         self.state_machine,
@@ -693,7 +679,10 @@ class Pipeline(Construct):
                     )
                 ],
             )
-            for mode, expression in ((Mode.FULL, full_schedule), (Mode.RANKING, ranking_schedule))
+            for mode, expression in (
+                (Mode.FULL, config.schedules.full_retrain),
+                (Mode.RANKING, config.schedules.ranking_retrain),
+            )
         ]
 
     def _grant_jobs(self, job_role: iam.IRole) -> None:

@@ -20,13 +20,16 @@ from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.logging.utils import copy_config_to_registered_loggers
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.shared.functions import resolve_truthy_env_var_choice
 from mangum import Mangum
 
-from learnrec.serving.api import ServingContext, create_app
-from learnrec.serving.context import build_context
-from learnrec.serving.telemetry import NAMESPACE, add_version_dimensions, count_response
+from learnrec.metric_names import API, NAMESPACE
+from learnrec.serving.api import create_app
+from learnrec.serving.context import ServingContext, build_context
+from learnrec.serving.readiness import ContextLoader
+from learnrec.serving.telemetry import add_version_dimensions, count_response
 
 Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
 
@@ -40,34 +43,38 @@ def tracing_enabled() -> bool:
 
 
 logger = Logger(service="learnrec-api")
-SERVICE = "api"
+# The app's own lines (a dependency down, a degraded answer) go to the same structured
+# log, so they carry the request id and the hashed learner the request is for.
+copy_config_to_registered_loggers(source_logger=logger, include={"learnrec"})
+SERVICE = API
 metrics = Metrics(namespace=NAMESPACE, service=SERVICE)
-_context: dict[str, ServingContext] = {}
+REQUEST_KEYS = ("user",)
+"""The log keys one request appends; removed when it ends, so no later line carries them.
+(Not ``clear_state``: it would also drop the logger name the line above adds.)"""
 
 
-def _build() -> ServingContext:
-    context = build_context()
-    context.metrics = lambda name, value, unit: metrics.add_metric(
-        name=name, unit=MetricUnit(unit), value=value
-    )
-    _context["ctx"] = context
-    return context
+def _emit(name: str, value: float, unit: str) -> None:
+    metrics.add_metric(name=name, unit=MetricUnit(unit), value=value)
 
 
-app = create_app(_build)
+app = create_app(lambda: build_context(metrics=_emit))
+_loader: ContextLoader[ServingContext] = app.state.context_loader
 _mangum = Mangum(app, lifespan="off")
 
 
 def _handle(event: dict[str, Any], context: Any) -> dict[str, Any]:
     add_version_dimensions(metrics, SERVICE, os.environ)
     user_id = (event.get("pathParameters") or {}).get("user_id")
+    serving = _loader.loaded
     try:
-        if user_id and "ctx" in _context:
-            logger.append_keys(user=_context["ctx"].user_key(user_id))  # the route reuses it
+        if user_id and serving is not None:
+            logger.append_keys(user=serving.user_key(user_id))  # the route reuses it
         response: dict[str, Any] = _mangum(event, context)
     except Exception:
         count_response(metrics, 500)  # API Gateway answers 502 for it; a server error
         raise
+    finally:
+        logger.remove_keys(REQUEST_KEYS)
     count_response(metrics, int(response.get("statusCode", 500)))
     return response
 

@@ -23,11 +23,12 @@ from aws_lambda_powertools.utilities.data_classes.kinesis_stream_event import (
     KinesisStreamRecord,
 )
 
+from learnrec import metric_names
 from learnrec.events.ingest import BatchOutcome, Ingestor, ingestor_from_settings, summarise
 from learnrec.events.stream import records_from_event
 
 logger = Logger(service="learnrec-ingest")
-metrics = Metrics(namespace="learnrec", service="ingest")
+metrics = Metrics(namespace=metric_names.NAMESPACE, service=metric_names.INGEST)
 # A batch that failed as a whole is reported record by record like any other failure,
 # rather than raised: the poller and Lambda then treat both cases the same way.
 processor = BatchProcessor(

@@ -19,10 +19,11 @@ from typing import Any
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 
+from learnrec import metric_names
 from learnrec.privacy.maintenance import run_maintenance
 
 logger = Logger(service="learnrec-maintenance")
-metrics = Metrics(namespace="learnrec", service="maintenance")
+metrics = Metrics(namespace=metric_names.NAMESPACE, service=metric_names.MAINTENANCE)
 
 
 def counts(report: dict[str, Any]) -> dict[str, int]:
@@ -50,8 +51,11 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     complete = bool(report["erasure"]["complete"])
     for prefix, section in (("erasure", erasure), ("retention", retention)):
         for name, value in section.items():
-            metrics.add_metric(name=f"{prefix}_{name}", unit=MetricUnit.Count, value=value)
-    metrics.add_metric(name="erasure_incomplete", unit=MetricUnit.Count, value=int(not complete))
+            metric = metric_names.maintenance_metric(prefix, name)
+            metrics.add_metric(name=metric, unit=MetricUnit.Count, value=value)
+    metrics.add_metric(
+        name=metric_names.ERASURE_INCOMPLETE, unit=MetricUnit.Count, value=int(not complete)
+    )
     summary = {"erasure": {**erasure, "complete": complete}, "retention": retention}
     if complete:
         logger.info("maintenance done", extra=summary)

@@ -89,7 +89,7 @@ def _utc(values: pd.Series) -> pd.Series:
 
 
 def interactions_from_events(events: pd.DataFrame) -> pd.DataFrame:
-    """Turn raw events (DESIGN.md schema) into interactions.
+    """Turn raw events (the fields of :class:`learnrec.schemas.Event`) into interactions.
 
     Impressions and dislikes are not positives; a dislike also cancels the pair, since
     a learner who rejected an item should not have it counted as a hit later.

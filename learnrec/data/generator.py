@@ -25,8 +25,8 @@ The generative story
    rate, or dislike a poor pick.
 
 ``truth.json`` keeps the hidden parameters, so evaluation can simulate how a learner
-would respond to a recommendation list (:func:`click_probability`): the brief's CTR lift
-is measured against the generator's own preference model.
+would respond to a recommendation list (:func:`click_probability`): the quality
+benchmark's simulated CTR lift is measured against the generator's own preference model.
 """
 
 from __future__ import annotations

@@ -90,9 +90,6 @@ def default_mooccube_root() -> Path:
     return (REPO_ROOT / ".." / "shared" / "datasets" / "mooccube").resolve()
 
 
-DEFAULT_MOOCCUBE_ROOT = default_mooccube_root()
-
-
 class DataFormatError(ValueError):
     """A problem in an input file, located so that a person can go and fix it.
 

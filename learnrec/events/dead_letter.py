@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from learnrec.events.batching import calls
-from learnrec.events.records import ID_FIELDS, Rejection
+from learnrec.events.records import ID_FIELDS, STORED_ENVELOPE, Rejection
 from learnrec.events.stream import StreamRecord
 
 SQS_BATCH = 10
@@ -54,7 +54,6 @@ Hash = Callable[[str], str]
 
 PLAIN_FIELDS = frozenset({"content_id", "event_type", "value", "ts", "recommendation_id"})
 """Event fields kept as sent in a dead letter: they name items, kinds and times, not people."""
-STORED_ENVELOPE = "stored"
 
 
 def redacted_payload(data: bytes | None, hash_id: Hash) -> dict[str, Any] | None:

@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from learnrec import metric_names
 from learnrec.config import Settings, get_settings
 from learnrec.events.archive import archive_key, compress_lines, encode_line
 from learnrec.events.dead_letter import DeadLetter, DeadLetterError, DeadLetterQueue
@@ -95,14 +96,14 @@ class BatchOutcome:
 
     def metrics(self) -> dict[str, int]:
         return {
-            "events_received": self.records,
-            "events_written": self.written,
-            "events_duplicate": self.duplicates,
-            "events_dead_lettered": self.dead_lettered,
-            "events_opted_out_dropped": self.opted_out,
-            "events_failed": len(self.failed),
-            "recommendation_impressions_total": self.impressions,
-            "recommendation_clicks_total": self.clicks,
+            metric_names.EVENTS_RECEIVED: self.records,
+            metric_names.EVENTS_WRITTEN: self.written,
+            metric_names.EVENTS_DUPLICATE: self.duplicates,
+            metric_names.EVENTS_DEAD_LETTERED: self.dead_lettered,
+            metric_names.EVENTS_OPTED_OUT_DROPPED: self.opted_out,
+            metric_names.EVENTS_FAILED: len(self.failed),
+            metric_names.IMPRESSIONS: self.impressions,
+            metric_names.CLICKS: self.clicks,
         }
 
 

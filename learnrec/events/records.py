@@ -150,7 +150,9 @@ def archived_event(event: Event, hash_id: Callable[[str], str]) -> dict[str, Any
     return data
 
 
-STORED_PREFIX = b'{"stored":'
+STORED_ENVELOPE = "stored"
+"""The one key of a pseudonymised stream record: ``{"stored": {...}}``."""
+STORED_PREFIX = b'{"' + STORED_ENVELOPE.encode() + b'":'
 """How a pseudonymised stream record starts (:func:`stream_record` writes it so)."""
 
 
@@ -184,11 +186,12 @@ def read_stream_record(
         return Rejection(
             "malformed JSON", (FieldError(field="(body)", message="not a JSON object"),)
         )
-    stored = envelope.get("stored") if isinstance(envelope, dict) and len(envelope) == 1 else None
+    only_stored = isinstance(envelope, dict) and len(envelope) == 1
+    stored = envelope.get(STORED_ENVELOPE) if only_stored else None
     if not isinstance(stored, dict) or not isinstance(stored.get("event_id"), str):
         return Rejection(
             "invalid event",
-            (FieldError(field="stored", message="a stored event with its event_id"),),
+            (FieldError(field=STORED_ENVELOPE, message="a stored event with its event_id"),),
         )
     event = validate_event(stored, window)
     if isinstance(event, Rejection):

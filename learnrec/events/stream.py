@@ -2,7 +2,7 @@
 
 The Lambda event source mapping hands the function ``{"Records": [...]}`` with each
 record's data base64-encoded; the local poller builds exactly that shape from
-GetRecords, so the handler cannot tell the two apart (DESIGN.md, "Local").
+GetRecords, so the handler cannot tell the two apart and runs locally as in AWS.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Vocabularies and the numeric encoding of learners and items for the towers.
 
-The towers take only integer indices and dense float vectors (the tf2onnx pitfall in
-DESIGN.md: vocabularies stay outside the graph). This module is the one place that turns
+The towers take only integer indices and dense float vectors (string lookups do not convert
+to ONNX well: vocabularies stay outside the graph). This module is the one place that turns
 ids, topics, levels and histories into those arrays, for training and serving alike, and
 it is saved in the model bundle as JSON so serving encodes exactly as training did.
 
@@ -72,10 +72,6 @@ class Vocabulary:
 
     def key(self, index: int) -> str:
         return self.keys[index - 1]
-
-    def extended(self, keys: Iterable[str]) -> Vocabulary:
-        """A vocabulary that keeps every index and appends new keys (new catalog items)."""
-        return Vocabulary([*self.keys, *keys])
 
 
 @dataclass

@@ -20,7 +20,7 @@ from typing import Any
 
 import pandas as pd
 
-from learnrec.bundle import MANIFEST_FILE
+from learnrec.bundle import NOT_RETRIEVAL_FILES
 from learnrec.data.dataset import (
     Dataset,
     SplitName,
@@ -36,17 +36,12 @@ from learnrec.events.archive import read_events
 from learnrec.pipeline.definition import Mode
 from learnrec.pipeline.errors import StepError
 from learnrec.pipeline.run import RunContext
-from learnrec.ranking.model import RANKER_FILE, RANKER_META_FILE
 from learnrec.schemas import ContentItem, Learner
 
 STEP = "build_dataset"
 SUMMARY_FILE = "summary.json"
 PARTS = ("fit", "labels", "validation")
 EVENT_FIELDS = ("user_id", "content_id", "event_type", "ts")
-# Files of a bundle that belong to the ranking job or the registry, not to retrieval.
-NOT_RETRIEVAL = frozenset(
-    {MANIFEST_FILE, RANKER_FILE, RANKER_META_FILE, "ranking.json", "evaluation.json"}
-)
 
 
 def load_catalog(source: str | None) -> tuple[list[ContentItem], list[Learner], set[str]]:
@@ -78,6 +73,13 @@ def events_frame(events: list[dict[str, Any]]) -> tuple[pd.DataFrame, int]:
     frame = pd.DataFrame(events, columns=list(EVENT_FIELDS))
     complete = frame.dropna(subset=list(EVENT_FIELDS))
     return complete, len(frame) - len(complete)
+
+
+def run_step(run: RunContext, inputs: dict[str, Path], outputs: dict[str, Path]) -> dict[str, Any]:
+    """The step's registered entry: it reads the archive and the catalog, no artifact."""
+    import boto3
+
+    return build_dataset(run, boto3.client("s3"), outputs)
 
 
 def build_dataset(run: RunContext, s3: Any, outputs: dict[str, Path]) -> dict[str, Any]:
@@ -165,7 +167,7 @@ def copy_active_retrieval(run: RunContext, target: Path) -> str:
         raise StepError(STEP, f"cannot fetch the active model: {error}") from error
     target.mkdir(parents=True, exist_ok=True)
     for path in bundle.iterdir():
-        if path.name in NOT_RETRIEVAL:
+        if path.name in NOT_RETRIEVAL_FILES:
             continue
         if path.is_dir():
             shutil.copytree(path, target / path.name, dirs_exist_ok=True)

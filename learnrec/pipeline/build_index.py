@@ -15,7 +15,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from learnrec.bundle import INDEX_DIR
+from learnrec.bundle import INDEX_DIR, BundleLayout
 from learnrec.config import Settings, get_settings
 from learnrec.pipeline.errors import StepError
 from learnrec.pipeline.run import RunContext
@@ -24,6 +24,11 @@ from learnrec.retrieval.index import VectorIndexError
 from learnrec.serving.bundle_index import indexed_items
 
 STEP = "build_index"
+
+
+def run_step(run: RunContext, inputs: dict[str, Path], outputs: dict[str, Path]) -> dict[str, Any]:
+    """The step's registered entry (in a processing job, or as one locally)."""
+    return build_index(run, inputs["retrieval"], outputs["index"])
 
 
 def build_index(
@@ -40,7 +45,7 @@ def build_index(
         raise StepError(STEP, f"the retrieval artifact is incomplete: {error}") from error
     if not items:
         raise StepError(STEP, "the retrieval model has no item vectors to index")
-    FaissIndex.build(items).save(out / INDEX_DIR)
+    FaissIndex.build(items).save(BundleLayout(out).index_dir)
     summary: dict[str, Any] = {
         "items": len(items),
         "dimension": len(items[0].vector),

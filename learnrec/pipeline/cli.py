@@ -11,9 +11,10 @@ import argparse
 import json
 import os
 import sys
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from learnrec.pipeline.definition import Mode
 from learnrec.stages import STAGES, ResourceNames
@@ -41,18 +42,6 @@ def _stage(text: str) -> str:
     return text
 
 
-def _ensure_local_aws(stage: str, out: Any) -> None:
-    """Use ``AWS_ENDPOINT_URL`` if set; otherwise the local AWS, started if nothing answers."""
-    from learnrec.local import aws
-
-    if not os.environ.get("AWS_ENDPOINT_URL"):
-        local = aws.start()
-        os.environ.update(aws.LOCAL_ENVIRONMENT)
-        if local.started_here:
-            print(f"started moto server on {aws.ENDPOINT} (it keeps running)", file=out)
-        aws.create_resources(local, ResourceNames(stage))
-
-
 def _run(args: argparse.Namespace) -> int:
     from learnrec.pipeline.errors import StepError
     from learnrec.pipeline.local import run_pipeline
@@ -77,7 +66,7 @@ def _run(args: argparse.Namespace) -> int:
     except RunError as error:
         print(f"learnrec: {error}", file=sys.stderr)
         return 2
-    _ensure_local_aws(args.stage, sys.stdout)
+    args.prepare_aws(args.stage, sys.stdout)
     try:
         outcome = run_pipeline(request, args.workdir, verbose=args.verbose)
     except StepError as error:
@@ -91,7 +80,9 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_pipeline_commands(commands: Any) -> None:
+def add_pipeline_commands(commands: Any, prepare_aws: Callable[[str, TextIO], None]) -> None:
+    """``pipeline run``; ``prepare_aws(stage, out)`` makes the stage's AWS answer first (the
+    command line passes the local AWS's, so this module never imports the workshop)."""
     pipeline = commands.add_parser("pipeline", help="the retraining pipeline").add_subparsers(
         dest="action", required=True
     )
@@ -126,7 +117,7 @@ def add_pipeline_commands(commands: Any) -> None:
     )
     run.add_argument("--workdir", type=Path, default=Path("build/pipeline"))
     run.add_argument("--verbose", action="store_true", help="show the jobs' output")
-    run.set_defaults(func=_run)
+    run.set_defaults(func=_run, prepare_aws=prepare_aws)
 
 
 # ---------------------------------------------------------------------------- models
@@ -152,13 +143,13 @@ def _store(args: argparse.Namespace) -> Any:
 
 
 def _list(args: argparse.Namespace) -> int:
-    from learnrec.bundle import MANIFEST_FILE
+    from learnrec.bundle import BundleLayout
 
     store = _store(args)
     pointer = store.pointer()
     rows = []
     for version in store.versions():
-        manifest = json.loads((store.fetch(version) / MANIFEST_FILE).read_text())
+        manifest = json.loads(BundleLayout(store.fetch(version)).manifest.read_text())
         metrics = manifest.get("metrics", {})
         metric = metrics.get("primary_metric")
         candidate = metrics.get("candidate", {})

@@ -1,20 +1,30 @@
 """The retraining pipeline as data: ordered steps with their inputs and outputs.
 
-Both runners read this one tuple: the CDK app turns it into the Step Functions state
-machine (``cdk/``), and ``learnrec pipeline run`` runs it locally
-(:mod:`learnrec.pipeline.local`). A step's ``kind`` says where it runs in AWS:
+:data:`PIPELINE` is also the step registry: each step is registered there once, with
+where it runs (``kind``, and for SageMaker jobs the ``entry_point`` script) and the
+function that does its work (``entry``, ``"module:function"``, imported only when the
+step runs, so the CDK app reads this module without the step's dependencies). Every
+runner dispatches through it: the CDK app turns the tuple into the Step Functions state
+machine (``cdk/``), the SageMaker scripts and the pipeline Lambda call the entry of the
+step they are given (:func:`load_entry`), and ``learnrec pipeline run`` runs it locally
+(:mod:`learnrec.pipeline.local`). Adding a step is one entry here plus its function.
+
+A step's ``kind`` says where it runs in AWS, how the local runner runs it, and the
+signature of its entry:
 
 - ``training``: a SageMaker training job (``.sync``) running ``entry_point`` from the
   uploaded source in the TensorFlow training container, with SageMaker's conventions
   (``SM_CHANNEL_<NAME>`` per entry of ``channels``, ``SM_MODEL_DIR`` for the output,
-  hyperparameters as ``--name value``);
+  hyperparameters as ``--name value``). The script hands its step's name to
+  :func:`learnrec.training.jobs.main`, which calls ``entry(argv) -> exit code``.
+  Locally: the script as a child process with the same conventions.
 - ``processing``: a SageMaker processing job (``.sync``) running ``entry_point`` with the
   step's name, in the same container, for steps that need pandas, onnxruntime or faiss;
+  :mod:`learnrec.pipeline.processing` calls ``entry(run, inputs, outputs) -> summary``
+  with a folder per artifact. Locally: the same script as a child process.
 - ``function``: the pipeline Lambda (``functions/pipeline/``), for short control-plane
-  steps that only need boto3.
-
-Locally, training and processing steps run as child processes with the same conventions,
-and function steps run in-process through the same core functions the Lambda calls.
+  steps that only need boto3; :func:`learnrec.pipeline.functions.handle` calls
+  ``entry(run, clients) -> result``. Locally: the same entry, in process.
 
 Artifacts. Every name in ``inputs`` and ``outputs`` is an artifact: an S3 prefix
 ``pipeline/<run id>/<artifact>/`` in the data bucket (:func:`artifact_prefix`), except
@@ -69,8 +79,11 @@ bucket and the run id.
 
 from __future__ import annotations
 
+import importlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import Any, cast
 
 from learnrec.stages import PIPELINE_PREFIX
 
@@ -145,6 +158,9 @@ class Step:
     description: str
     inputs: tuple[str, ...]
     outputs: tuple[str, ...]
+    # The function that does the step's work, "module:function" (signature per kind).
+    entry: str
+    # The script a SageMaker job runs (training and processing steps).
     entry_point: str | None = None
     modes: frozenset[Mode] = frozenset(Mode)
     channels: tuple[Channel, ...] = ()
@@ -179,6 +195,7 @@ PIPELINE: tuple[Step, ...] = (
         "train and validation",
         inputs=(RUN_ARTIFACT, "events", "catalog"),
         outputs=("dataset",),
+        entry="learnrec.pipeline.build_dataset:run_step",
         entry_point=PIPELINE_STEP_ENTRY,
         mode_outputs=((Mode.RANKING, "retrieval"),),
     ),
@@ -188,6 +205,7 @@ PIPELINE: tuple[Step, ...] = (
         "two-tower model trained with TFRS, exported to ONNX and checked against TensorFlow",
         inputs=("dataset",),
         outputs=("retrieval",),
+        entry="learnrec.training.jobs:retrieval_main",
         entry_point="training/train_retrieval.py",
         modes=frozenset({Mode.FULL}),
         channels=(Channel("train", "dataset", "fit"),),
@@ -200,6 +218,7 @@ PIPELINE: tuple[Step, ...] = (
         "the version is promoted), and the faiss index in the bundle",
         inputs=(RUN_ARTIFACT, "retrieval"),
         outputs=("index",),
+        entry="learnrec.pipeline.build_index:run_step",
         entry_point=PIPELINE_STEP_ENTRY,
     ),
     Step(
@@ -208,6 +227,7 @@ PIPELINE: tuple[Step, ...] = (
         "XGBoost ranker on the retrieval model's candidates; writes the candidate bundle",
         inputs=("dataset", "retrieval", "index"),
         outputs=("bundle",),
+        entry="learnrec.training.jobs:ranking_main",
         entry_point="training/train_ranking.py",
         channels=(
             Channel("train", "dataset", "fit"),
@@ -225,6 +245,7 @@ PIPELINE: tuple[Step, ...] = (
         "drift of scores and features against the active model",
         inputs=(RUN_ARTIFACT, "dataset", "bundle"),
         outputs=("evaluation",),
+        entry="learnrec.pipeline.evaluate:run_step",
         entry_point=PIPELINE_STEP_ENTRY,
     ),
     Step(
@@ -233,6 +254,7 @@ PIPELINE: tuple[Step, ...] = (
         "bundle to its S3 prefix with the manifest, and a SageMaker Model Registry package",
         inputs=("bundle", "evaluation"),
         outputs=("version",),
+        entry="learnrec.pipeline.functions:run_register",
     ),
     Step(
         "promote",
@@ -241,6 +263,7 @@ PIPELINE: tuple[Step, ...] = (
         "model and say why",
         inputs=("version", "evaluation"),
         outputs=("active",),
+        entry="learnrec.pipeline.functions:run_promote",
     ),
 )
 
@@ -255,6 +278,25 @@ def step(name: str) -> Step:
         if candidate.name == name:
             return candidate
     raise KeyError(f"no pipeline step named {name!r}; steps: {[s.name for s in PIPELINE]}")
+
+
+def steps_of(kind: StepKind) -> tuple[Step, ...]:
+    """The steps one kind of runner runs, in pipeline order."""
+    return tuple(candidate for candidate in PIPELINE if candidate.kind is kind)
+
+
+def load_entry(step: Step) -> Callable[..., Any]:
+    """The function registered to do ``step``'s work, imported now.
+
+    Not when the definition is read: the CDK app and the pipeline Lambda import this
+    module, and neither has the processing and training steps' dependencies (pandas,
+    faiss, TensorFlow).
+    """
+    module_name, _, attribute = step.entry.partition(":")
+    function = getattr(importlib.import_module(module_name), attribute)
+    if not callable(function):
+        raise TypeError(f"the entry of step {step.name}, {step.entry}, is not a function")
+    return cast(Callable[..., Any], function)
 
 
 def artifact_prefix(run_id: str, artifact: str) -> str:

@@ -25,11 +25,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 
+from learnrec import metric_names
+
 if TYPE_CHECKING:  # the pipeline Lambda scores drift without pandas in its layers
     import pandas as pd
 
-METRIC_NAME = "model_drift_score"
-METRIC_NAMESPACE = "learnrec"
+METRIC_NAME = metric_names.DRIFT
+METRIC_NAMESPACE = metric_names.NAMESPACE
 BINS = 10
 EPSILON = 1e-4  # floor for empty bins: PSI is infinite otherwise
 

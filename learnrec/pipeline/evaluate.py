@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from learnrec.bundle import BundleError, read_manifest
+from learnrec.bundle import EVALUATION_FILE, BundleError, BundleLayout, read_manifest
 from learnrec.data.dataset import Dataset, SplitName, read_dataset
 from learnrec.evaluation.baselines import rank_baselines
 from learnrec.evaluation.metrics import evaluate_rankings
@@ -33,7 +33,6 @@ from learnrec.pipeline.run import RunContext
 from learnrec.training.inputs import Histories
 
 STEP = "evaluate"
-EVALUATION_FILE = "evaluation.json"
 DEFAULT_CANDIDATES = 100
 
 
@@ -46,7 +45,7 @@ class Scored:
 
 
 def _candidates(bundle: Path) -> int:
-    path = bundle / "ranking.json"
+    path = BundleLayout(bundle).ranking_summary
     if path.exists():
         return int(json.loads(path.read_text())["params"].get("candidates", DEFAULT_CANDIDATES))
     return DEFAULT_CANDIDATES
@@ -60,6 +59,12 @@ def score_bundle(
     ranked = rank_with_bundle(bundle, dataset, Histories.of(history), users, k, _candidates(bundle))
     metrics = evaluate_rankings(ranked.reranked, relevant, k, len(dataset.items))
     return Scored(metrics, ranked.ranker_scores.astype(np.float64))
+
+
+def run_step(run: RunContext, inputs: dict[str, Path], outputs: dict[str, Path]) -> dict[str, Any]:
+    """The step's registered entry: the candidate against the model active now."""
+    active, error = fetch_active(run)
+    return evaluate(run, inputs["dataset"], inputs["bundle"], outputs["evaluation"], active, error)
 
 
 def evaluate(

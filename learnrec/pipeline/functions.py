@@ -1,9 +1,10 @@
 """The pipeline's function steps: ``start``, ``register`` and ``promote``.
 
-Called in AWS by ``functions/pipeline/handler.py`` (the pipeline Lambda) and locally, in
-process, by :mod:`learnrec.pipeline.local`; both pass the same run document. Like every
-step they read their inputs from the run's artifacts in S3 and write their outputs
-there, so a retried state finds what it needs.
+Called in AWS by ``functions/pipeline/handler.py`` (the pipeline Lambda, through
+:func:`handle`) and locally, in process, by :mod:`learnrec.pipeline.local`; both call the
+entry the step registry names (:mod:`learnrec.pipeline.definition`) with the same run
+document. Like every step they read their inputs from the run's artifacts in S3 and
+write their outputs there, so a retried state finds what it needs.
 
 - ``start`` (not a pipeline step: it makes the run): request -> ``{"run": {...}}``, and
   the same document as the ``run`` artifact that the processing jobs read.
@@ -22,24 +23,53 @@ from __future__ import annotations
 
 import json
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from learnrec.bundle import MANIFEST_FILE, read_manifest, write_manifest
+from learnrec.bundle import EVALUATION_FILE, BundleLayout, read_manifest, write_manifest
 from learnrec.config import Settings, get_settings
 from learnrec.pipeline import drift
 from learnrec.pipeline.artifacts import download_prefix, tarball_key, unpack
-from learnrec.pipeline.definition import RUN_ARTIFACT, RUN_FILE
+from learnrec.pipeline.definition import (
+    RUN_ARTIFACT,
+    RUN_FILE,
+    StepKind,
+    load_entry,
+    step,
+    steps_of,
+)
 from learnrec.pipeline.errors import StepError
 from learnrec.pipeline.lifecycle import LifecycleError, activate, alias_swap
 from learnrec.pipeline.run import RunContext, RunError, RunRequest, new_run
 from learnrec.serving.model_store import S3ModelStore
 from learnrec.stages import MODELS_PREFIX, ResourceNames
 
-EVALUATION_FILE = "evaluation.json"
 VERSION_FILE = "version.json"
 ACTIVE_FILE = "active.json"
+#: Not a pipeline step: it makes the run the steps are given.
+START = "start"
+
+
+class Clients:
+    """boto3 clients by service name, each made on first use unless given.
+
+    A step creates only the clients it calls; the local runner and tests hand in theirs.
+    """
+
+    def __init__(self, given: Mapping[str, Any] | None = None) -> None:
+        self._clients = {name: client for name, client in (given or {}).items() if client}
+
+    def __getitem__(self, service: str) -> Any:
+        if service not in self._clients:
+            import boto3
+
+            self._clients[service] = boto3.client(service)
+        return self._clients[service]
+
+
+#: What a function step's entry is called with, and what it answers (the step's result).
+FunctionEntry = Callable[[RunContext, Clients], dict[str, Any]]
 
 
 def store_for(run: RunContext, s3: Any) -> S3ModelStore:
@@ -83,9 +113,6 @@ def _write_json(s3: Any, run: RunContext, artifact: str, name: str, data: Mappin
     return f"s3://{run.bucket}/{key}"
 
 
-REPORT_DIR = "report"  # inside a bundle: report.md and its plots
-
-
 def register(run: RunContext, s3: Any, sagemaker: Any, cloudwatch: Any) -> dict[str, Any]:
     step = "register"
     evaluation = _read_json(s3, run, "evaluation", EVALUATION_FILE, step)
@@ -97,14 +124,14 @@ def register(run: RunContext, s3: Any, sagemaker: Any, cloudwatch: Any) -> dict[
             if not download_prefix(s3, run.bucket, run.artifact_key("bundle"), bundle):
                 raise StepError(step, f"the bundle artifact {run.artifact_uri('bundle')} is empty")
             unpack(bundle)
-            if not (bundle / MANIFEST_FILE).exists():
+            layout = BundleLayout(bundle)
+            if not layout.manifest.exists():
                 raise StepError(step, "the bundle artifact has no manifest: not a model bundle")
             made = read_manifest(bundle)  # refuses a bundle altered since training
-            (bundle / EVALUATION_FILE).write_text(json.dumps(evaluation, indent=2))
+            layout.evaluation.write_text(json.dumps(evaluation, indent=2))
             # The evaluation report (Markdown and plots) travels with the version it judged.
-            report = bundle / REPORT_DIR
-            download_prefix(s3, run.bucket, run.artifact_key("evaluation"), report)
-            (report / EVALUATION_FILE).unlink(missing_ok=True)
+            download_prefix(s3, run.bucket, run.artifact_key("evaluation"), layout.report_dir)
+            (layout.report_dir / EVALUATION_FILE).unlink(missing_ok=True)
             write_manifest(
                 bundle,
                 version=run.version,
@@ -235,24 +262,35 @@ def _review(sagemaker: Any, package: str, approved: bool, reason: str) -> None:
     )
 
 
+def run_register(run: RunContext, clients: Clients) -> dict[str, Any]:
+    """The ``register`` step's registered entry."""
+    return register(run, clients["s3"], clients["sagemaker"], clients["cloudwatch"])
+
+
+def run_promote(run: RunContext, clients: Clients) -> dict[str, Any]:
+    """The ``promote`` step's registered entry."""
+    return promote_step(run, clients["s3"], clients["sagemaker"])
+
+
+def function_entry(name: str) -> FunctionEntry:
+    """The entry of function step ``name``; :class:`StepError` for any other name."""
+    known = [s.name for s in steps_of(StepKind.FUNCTION)]
+    if name not in known:
+        usage = f"{', '.join([START, *known[:-1]])} or {known[-1]}"
+        raise StepError(name or "?", f"unknown function step: use {usage}")
+    entry: FunctionEntry = load_entry(step(name))
+    return entry
+
+
 def handle(event: Mapping[str, Any], clients: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """One invocation of the pipeline function (see ``functions/pipeline/handler.py``)."""
-    import boto3
-
-    def client(name: str) -> Any:
-        return (clients or {}).get(name) or boto3.client(name)
-
+    aws = Clients(clients)
     name = str(event.get("step", ""))
     try:
-        if name == "start":
-            return {"step": name, "ok": True, **start(event.get("request") or {}, client("s3"))}
-        if name not in ("register", "promote"):
-            raise StepError(name or "?", "unknown function step: use start, register or promote")
-        run = RunContext.from_json(event.get("run") or {})
-        if name == "register":
-            result = register(run, client("s3"), client("sagemaker"), client("cloudwatch"))
-        else:
-            result = promote_step(run, client("s3"), client("sagemaker"))
+        if name == START:
+            return {"step": name, "ok": True, **start(event.get("request") or {}, aws["s3"])}
+        entry = function_entry(name)
+        result = entry(RunContext.from_json(event.get("run") or {}), aws)
     except StepError as error:
         return {"step": name, "ok": False, "error": str(error)}
     except RunError as error:

@@ -1,15 +1,17 @@
 """The local runner: every step of a run, in definition order, against the local AWS.
 
-Training steps run as SageMaker runs them: each channel's S3 prefix downloaded into its
-own folder (``SM_CHANNEL_<NAME>``), an empty ``SM_MODEL_DIR``, hyperparameters as
-``--name value``, the entry point started as a child process, and the model folder
-uploaded as ``<job>/output/model.tar.gz`` under the output artifact's prefix. Processing
-steps run ``training/pipeline_step.py`` as a child process with the container arguments
-of the state machine, their input artifacts downloaded (the run document among them, as
-``start`` wrote it) and their output folders uploaded afterwards. Function steps run in process
-through the same functions the pipeline Lambda calls. A step that fails stops the run
-with its reason (:class:`StepError`); nothing after it runs, so the active pointer,
-which only ``promote`` moves, stays where it was.
+Each step runs the way its kind runs in AWS (see the step registry,
+:mod:`learnrec.pipeline.definition`). Training steps run as SageMaker runs them: each
+channel's S3 prefix downloaded into its own folder (``SM_CHANNEL_<NAME>``), an empty
+``SM_MODEL_DIR``, hyperparameters as ``--name value``, the entry point started as a
+child process, and the model folder uploaded as ``<job>/output/model.tar.gz`` under the
+output artifact's prefix. Processing steps run ``training/pipeline_step.py`` as a child
+process with the container arguments of the state machine, their input artifacts
+downloaded (the run document among them, as ``start`` wrote it) and their output
+folders uploaded afterwards. Function steps call their registered entry in process, as
+the pipeline Lambda does. A step that fails stops the run with its reason
+(:class:`StepError`); nothing after it runs, so the active pointer, which only
+``promote`` moves, stays where it was.
 """
 
 from __future__ import annotations
@@ -23,8 +25,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
-from learnrec.pipeline.artifacts import download_prefix, pack, upload_folder
+from learnrec.bundle import EVALUATION_FILE
+from learnrec.pipeline.artifacts import MODEL_TARBALL, download_prefix, pack, upload_folder
 from learnrec.pipeline.definition import (
+    RUN_FILE,
     Step,
     StepKind,
     job_name,
@@ -32,7 +36,7 @@ from learnrec.pipeline.definition import (
     steps_for,
 )
 from learnrec.pipeline.errors import StepError
-from learnrec.pipeline.functions import promote_step, register
+from learnrec.pipeline.functions import Clients, function_entry
 from learnrec.pipeline.processing import FAILURE_MARKER
 from learnrec.pipeline.run import RunContext
 
@@ -86,7 +90,7 @@ class LocalRunner:
     def run_all(self) -> list[StepResult]:
         steps = steps_for(self.run.mode)
         self.workdir.mkdir(parents=True, exist_ok=True)
-        (self.workdir / "run.json").write_text(json.dumps(self.run.to_json(), indent=2))
+        (self.workdir / RUN_FILE).write_text(json.dumps(self.run.to_json(), indent=2))
         self.say(
             f"run {self.run.run_id}: {self.run.mode.value} retrain, "
             f"events {self.run.window_label}, active model {self.run.active_version or '(none)'}"
@@ -105,15 +109,17 @@ class LocalRunner:
         return self.results
 
     def run_step(self, step: Step) -> Any:
-        if step.kind is StepKind.TRAINING:
-            return self._training(step)
-        if step.kind is StepKind.PROCESSING:
-            return self._processing(step)
-        if step.name == "register":
-            return register(self.run, self.s3, self.sagemaker, self.cloudwatch)
-        if step.name == "promote":
-            return promote_step(self.run, self.s3, self.sagemaker)
-        raise StepError(step.name, "no local implementation for this function step")
+        """What the step's kind does in AWS, here (see the module's description)."""
+        by_kind = {
+            StepKind.TRAINING: self._training,
+            StepKind.PROCESSING: self._processing,
+            StepKind.FUNCTION: self._function,
+        }
+        return by_kind[step.kind](step)
+
+    def _function(self, step: Step) -> Any:
+        clients = {"s3": self.s3, "sagemaker": self.sagemaker, "cloudwatch": self.cloudwatch}
+        return function_entry(step.name)(self.run, Clients(clients))
 
     def _child(self, step: Step, command: list[str], env: dict[str, str], log: Path) -> None:
         environment = {**os.environ, "PYTHONUNBUFFERED": "1", "TF_CPP_MIN_LOG_LEVEL": "2", **env}
@@ -167,8 +173,8 @@ class LocalRunner:
         if not any(model_dir.iterdir()):
             raise StepError(step.name, "the training job wrote nothing to SM_MODEL_DIR")
         job = job_name(self.run.run_id, step.name)
-        tarball = pack(model_dir, root / "output" / "model.tar.gz")
-        key = f"{self.run.artifact_key(step.outputs[0])}{job}/output/model.tar.gz"
+        tarball = pack(model_dir, root / "output" / MODEL_TARBALL)
+        key = f"{self.run.artifact_key(step.outputs[0])}{job}/output/{MODEL_TARBALL}"
         self.s3.upload_file(str(tarball), self.run.bucket, key)
         return {"job": job, "model": f"s3://{self.run.bucket}/{key}", "hyperparameters": params}
 
@@ -237,6 +243,6 @@ def run_pipeline(
     )
     results = runner.run_all()
     by_name = {result.name: result.summary for result in results}
-    evaluation_file = runner.workdir / "evaluate" / "output" / "evaluation" / "evaluation.json"
+    evaluation_file = runner.workdir / "evaluate" / "output" / "evaluation" / EVALUATION_FILE
     evaluation = json.loads(evaluation_file.read_text())
     return RunOutcome(run, evaluation, dict(by_name["promote"]), results)

@@ -1,10 +1,12 @@
-"""The processing steps behind ``training/pipeline_step.py``, one function per step.
+"""The runner of the processing steps behind ``training/pipeline_step.py``.
 
-SageMaker processing conventions: each input artifact is a folder under
-``/opt/ml/processing/input/<artifact>``, each output a folder under
-``/opt/ml/processing/output/<artifact>`` that the job uploads when it ends. The local
-runner passes other folders with ``--input``/``--output``; the code is the same. The
-run document is the ``run`` input's ``run.json``, as for every processing step.
+It calls the step's registered entry (:mod:`learnrec.pipeline.definition`) as
+``entry(run, inputs, outputs)``, with a folder per artifact. SageMaker processing
+conventions: each input artifact is a folder under ``/opt/ml/processing/input/<artifact>``,
+each output a folder under ``/opt/ml/processing/output/<artifact>`` that the job uploads
+when it ends. The local runner passes other folders with ``--input``/``--output``; the
+code is the same. The run document is the ``run`` input's ``run.json``, as for every
+processing step.
 """
 
 from __future__ import annotations
@@ -17,7 +19,14 @@ from pathlib import Path
 from typing import Any
 
 from learnrec.pipeline.artifacts import unpack
-from learnrec.pipeline.definition import RUN_ARTIFACT, RUN_FILE, StepKind, step
+from learnrec.pipeline.definition import (
+    RUN_ARTIFACT,
+    RUN_FILE,
+    StepKind,
+    load_entry,
+    step,
+    steps_of,
+)
 from learnrec.pipeline.errors import StepError
 from learnrec.pipeline.run import RunContext, RunError
 
@@ -27,36 +36,9 @@ OUTPUT_ROOT = Path("/opt/ml/processing/output")
 FAILURE_MARKER = "learnrec-step-failed: "
 
 
-def _s3() -> Any:
-    import boto3
-
-    return boto3.client("s3")
-
-
-def _build_dataset(run: RunContext, inputs: dict[str, Path], outputs: dict[str, Path]) -> Any:
-    from learnrec.pipeline.build_dataset import build_dataset
-
-    return build_dataset(run, _s3(), outputs)
-
-
-def _build_index(run: RunContext, inputs: dict[str, Path], outputs: dict[str, Path]) -> Any:
-    from learnrec.pipeline.build_index import build_index
-
-    return build_index(run, inputs["retrieval"], outputs["index"])
-
-
-def _evaluate(run: RunContext, inputs: dict[str, Path], outputs: dict[str, Path]) -> Any:
-    from learnrec.pipeline.evaluate import evaluate, fetch_active
-
-    active, error = fetch_active(run)
-    return evaluate(run, inputs["dataset"], inputs["bundle"], outputs["evaluation"], active, error)
-
-
-STEPS: dict[str, Callable[[RunContext, dict[str, Path], dict[str, Path]], Any]] = {
-    "build_dataset": _build_dataset,
-    "build_index": _build_index,
-    "evaluate": _evaluate,
-}
+#: What a processing step's entry is called with: the run, a folder per input
+#: artifact, a folder per output artifact; it returns the step's summary.
+ProcessingEntry = Callable[[RunContext, dict[str, Path], dict[str, Path]], Any]
 
 
 def folders(names: tuple[str, ...], root: Path, given: dict[str, Path] | None) -> dict[str, Path]:
@@ -85,7 +67,7 @@ def run_processing(
     machine and the local runner hand it over the same way.
     """
     definition = step(name)
-    if definition.kind is not StepKind.PROCESSING or name not in STEPS:
+    if definition.kind is not StepKind.PROCESSING:
         raise StepError(name, "not a processing step")
     input_dirs = folders(definition.artifact_inputs, INPUT_ROOT, inputs)
     for artifact, folder in input_dirs.items():
@@ -96,7 +78,8 @@ def run_processing(
     output_dirs = folders(definition.outputs_for(run.mode), OUTPUT_ROOT, outputs)
     for folder in output_dirs.values():
         folder.mkdir(parents=True, exist_ok=True)
-    return STEPS[name](run, input_dirs, output_dirs)
+    entry: ProcessingEntry = load_entry(definition)
+    return entry(run, input_dirs, output_dirs)
 
 
 def _pair(text: str) -> tuple[str, Path]:
@@ -109,7 +92,7 @@ def _pair(text: str) -> tuple[str, Path]:
 def main(argv: Sequence[str] | None = None) -> int:
     """Command line of ``training/pipeline_step.py``."""
     parser = argparse.ArgumentParser(description="run one processing step of the pipeline")
-    parser.add_argument("step", choices=sorted(STEPS))
+    parser.add_argument("step", choices=[s.name for s in steps_of(StepKind.PROCESSING)])
     parser.add_argument("--input", type=_pair, action="append", default=[], metavar="NAME=DIR")
     parser.add_argument("--output", type=_pair, action="append", default=[], metavar="NAME=DIR")
     args = parser.parse_args(argv)

@@ -2,8 +2,8 @@
 
 A run is created once (by :func:`new_run`: locally by ``learnrec pipeline run``, in AWS
 by the pipeline function's ``start`` step) and then handed unchanged to every step: as
-``$.run`` in the state machine, as ``--run`` to the processing entry point, as the
-``run`` of the function handler. Fixing the version, the data window and the active
+``$.run`` in the state machine, as the ``run`` input (``run.json``) of the processing
+jobs, as the ``run`` of the function handler. Fixing the version, the data window and the active
 version at the start is what makes the steps agree with each other and a run
 reproducible: a rollback or a late event during the run changes nothing it compares.
 """

@@ -36,6 +36,7 @@ from typing import Any
 from learnrec.bundle import MANIFEST_FILE, SPACE_FILE, sha256_bytes
 from learnrec.events.dead_letter import DEAD_LETTER_PREFIX
 from learnrec.pipeline.artifacts import list_keys
+from learnrec.serving.model_store import VERSIONS
 from learnrec.stages import EVENTS_PREFIX
 from learnrec.storage import PrivacyStore, TombstoneReason
 
@@ -192,7 +193,7 @@ class ErasureSweep:
         """Replace erased learners' ids in every bundle's vocabulary (see the module doc)."""
         if not erased:
             return
-        root = f"{self.models_prefix.strip('/')}/versions/"
+        root = f"{self.models_prefix.strip('/')}/{VERSIONS}/"
         for key in list_keys(self.s3, self.bucket, root):
             if not key.endswith("/" + SPACE_FILE) or key.count("/") != root.count("/") + 1:
                 continue

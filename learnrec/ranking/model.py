@@ -12,17 +12,18 @@ scikit-learn and pandas.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+# learnrec.bundle owns the file names; serving code also imports them from here.
+from learnrec.bundle import RANKER_FILE as RANKER_FILE
+from learnrec.bundle import RANKER_META_FILE as RANKER_META_FILE
+from learnrec.bundle import BundleLayout
 from learnrec.features.ranking import FEATURE_NAMES
 from learnrec.ranking.native import NativeBooster
-
-RANKER_FILE = "ranker.ubj"
-RANKER_META_FILE = "ranker.json"
 
 
 @dataclass(frozen=True)
@@ -88,12 +89,13 @@ class Ranker:
         return self._native.predict(features)
 
     def save(self, directory: Path, meta: dict[str, Any]) -> None:
-        (directory / RANKER_FILE).write_bytes(self._raw)
-        (directory / RANKER_META_FILE).write_text(json.dumps(meta, indent=2))
+        layout = BundleLayout(directory)
+        layout.ranker.write_bytes(self._raw)
+        layout.ranker_meta.write_text(json.dumps(meta, indent=2))
 
     @classmethod
     def load(cls, directory: Path) -> Ranker:
-        return cls((directory / RANKER_FILE).read_bytes())
+        return cls(BundleLayout(directory).ranker.read_bytes())
 
 
 def fit_ranker(
@@ -155,7 +157,3 @@ def _frame(features: np.ndarray) -> Any:
     import pandas as pd
 
     return pd.DataFrame(features, columns=list(FEATURE_NAMES))
-
-
-def params_json(params: RankerParams) -> dict[str, Any]:
-    return asdict(params)

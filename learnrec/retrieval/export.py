@@ -1,7 +1,7 @@
 """Export the towers to ONNX with tf2onnx, and prove the export computes what TF does.
 
 A conversion can succeed and still write a model onnxruntime cannot load, or one that
-computes something else (DESIGN.md, known pitfalls). So every exported tower is loaded
+computes something else. So every exported tower is loaded
 back into onnxruntime and run on real inputs next to TensorFlow; if any output differs
 by more than the tolerance, the export fails and no bundle is written.
 """

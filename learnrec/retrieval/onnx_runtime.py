@@ -7,11 +7,14 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
+# learnrec.bundle owns the file names; serving code and benchmarks also import them here.
+from learnrec.bundle import ITEM_TOWER_FILE as ITEM_TOWER_FILE
+from learnrec.bundle import USER_TOWER_FILE as USER_TOWER_FILE
+from learnrec.bundle import BundleLayout
+
 USER_INPUTS = ("user_idx", "history", "user_features")
 ITEM_INPUTS = ("item_idx", "item_features")
 OUTPUT_NAME = "embedding"
-USER_TOWER_FILE = "user_tower.onnx"
-ITEM_TOWER_FILE = "item_tower.onnx"
 
 
 def _session(path: Path, threads: int) -> ort.InferenceSession:
@@ -33,10 +36,11 @@ class OnnxTowers:
     """
 
     def __init__(self, directory: Path, threads: int = 1) -> None:
-        self._user = _session(directory / USER_TOWER_FILE, threads)
+        layout = BundleLayout(directory)
+        self._user = _session(layout.user_tower, threads)
         # Serving runs the item tower only for /similar and catalog upserts: its session
         # is created on first use rather than in every cold start.
-        self._item_path = directory / ITEM_TOWER_FILE
+        self._item_path = layout.item_tower
         self._threads = threads
         self._item_session: ort.InferenceSession | None = None
         if not self._item_path.is_file():

@@ -1,7 +1,7 @@
 """Import TensorFlow the way TensorFlow Recommenders needs it.
 
 TFRS 0.7.7 is written against Keras 2; TensorFlow 2.21 ships Keras 3 unless
-``TF_USE_LEGACY_KERAS=1`` is set before the first import (DESIGN.md, known pitfalls).
+``TF_USE_LEGACY_KERAS=1`` is set before the first import, and TFRS fails under Keras 3.
 Every training module imports TensorFlow through here, never directly; serving never
 imports it at all.
 """

@@ -4,9 +4,13 @@ The local gateway and the tests turn HTTP requests into exactly these events, so
 real handler runs the same code path it runs in AWS. Two details follow AWS's REST APIs
 (payload format 1.0) on purpose, because a handler that works here must work there:
 
-* The matched resource decides ``resource`` and ``pathParameters``. :data:`RESOURCES` is
-  the API's resource tree; a literal segment beats a ``{variable}`` one, and anything no
-  resource matches falls to the greedy ``/{proxy+}`` catch-all.
+* The matched resource decides ``resource`` and ``pathParameters``. The resources are the
+  REST API's own: the routes :func:`learnrec.serving.openapi_doc.gateway_routes` lists
+  from the app's OpenAPI spec, which the CDK stack builds the REST API from too
+  (:func:`api_routes`). A literal segment beats a ``{variable}`` one. A path no resource
+  matches never reaches the function in AWS (API Gateway answers :data:`NO_ROUTE_BODY`);
+  an event made for one here gets the ``/{proxy+}`` catch-all, for tests of the app's
+  own 404.
 * ``path`` stays as the client sent it (percent-encoded); ``pathParameters`` and the query
   string parameters are decoded.
 """
@@ -18,31 +22,35 @@ import time
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 from urllib.parse import parse_qsl, unquote
 
+from learnrec.serving.openapi_doc import Route
+
 PROXY_RESOURCE = "/{proxy+}"
 
-#: The API's resources with path variables or fixed paths, as the REST API defines them.
-#: A unit test checks this against the FastAPI routes, so a new route cannot be missed.
-RESOURCES: tuple[str, ...] = (
-    "/health",
-    "/docs",
-    "/docs/oauth2-redirect",
-    "/redoc",
-    "/openapi.json",
-    "/recommend/{user_id}",
-    "/similar/{content_id}",
-    "/trending",
-    "/events",
-    "/learners/{user_id}",
-    "/learners/{user_id}/profile",
-    "/learners/{user_id}/opt-out",
-    "/admin/catalog",
-    "/admin/models",
-    "/admin/models/rollback",
-    "/admin/models/{version}/promote",
-)
+#: What API Gateway answers for a method and path it has no route for: its "missing
+#: authentication token" response, which the stack maps to 404 in the app's error shape
+#: (cdk/learnrec_cdk/serving.py, GATEWAY_RESPONSES; a test renders that template).
+NO_ROUTE_STATUS = 404
+NO_ROUTE_BODY = {"error": "not_found", "detail": "Missing Authentication Token"}
+
+
+@lru_cache(maxsize=1)
+def api_routes() -> tuple[Route, ...]:
+    """The REST API's routes, as the stack defines them: from the app's OpenAPI spec."""
+    from learnrec.serving.openapi_doc import gateway_routes, openapi_spec
+
+    return tuple(gateway_routes(openapi_spec()))
+
+
+def route_methods(routes: Iterable[Route]) -> dict[str, frozenset[str]]:
+    """Resource path -> the HTTP methods it has, for the given routes."""
+    methods: dict[str, set[str]] = {}
+    for route in routes:
+        methods.setdefault(route.path, set()).add(route.method.upper())
+    return {path: frozenset(names) for path, names in methods.items()}
 
 
 def _segments(path: str) -> list[str]:
@@ -50,7 +58,7 @@ def _segments(path: str) -> list[str]:
 
 
 def resolve_resource(
-    path: str, resources: Iterable[str] = RESOURCES
+    path: str, resources: Iterable[str] | None = None
 ) -> tuple[str, dict[str, str] | None]:
     """The resource API Gateway would match for ``path``, and its decoded path parameters.
 
@@ -61,6 +69,8 @@ def resolve_resource(
     parts = _segments(path.split("?", 1)[0])
     if not parts:
         return "/", None
+    if resources is None:
+        resources = (route.path for route in api_routes())
     best: tuple[tuple[bool, ...], str, dict[str, str]] | None = None
     for resource in resources:
         template = _segments(resource)
@@ -101,12 +111,14 @@ def rest_event(
     body: bytes | str | None = None,
     stage: str = "prod",
     source_ip: str = "127.0.0.1",
+    resources: Iterable[str] | None = None,
 ) -> dict[str, Any]:
     """A REST API (v1 payload) proxy event for ``method path?query``.
 
     ``headers`` may be a mapping or the raw ``(name, value)`` list of an HTTP request,
     where a repeated header keeps all its values in ``multiValueHeaders`` (and the last
     in ``headers``, as API Gateway does). A ``bytes`` body is sent base64-encoded.
+    ``resources`` are the REST API's (default: :func:`api_routes`).
     """
     multi: dict[str, list[str]] = {}
     for key, value in _query_pairs(query):
@@ -120,7 +132,7 @@ def rest_event(
     header_map = {name: values[-1] for name, values in multi_headers.items()}
     is_binary = isinstance(body, bytes)
     encoded = base64.b64encode(body).decode() if isinstance(body, bytes) else body
-    resource, path_parameters = resolve_resource(path)
+    resource, path_parameters = resolve_resource(path, resources)
     user_agent = next((v for k, v in header_map.items() if k.lower() == "user-agent"), None)
     return {
         "resource": resource,

@@ -23,7 +23,7 @@ Design choices, and why:
   :data:`MAX_TOKEN_LIFETIME_S` (``exp - iat``): an issuer misconfigured to mint year-long
   tokens would otherwise turn every leaked token into a long-lived credential.
 * Error messages never contain user ids or token contents, because user ids are only ever
-  stored or logged hashed (DESIGN.md, Security) and error messages end up in logs.
+  stored or logged hashed (:mod:`learnrec.identity`) and error messages end up in logs.
 """
 
 from __future__ import annotations
@@ -33,7 +33,6 @@ import functools
 import hashlib
 import importlib
 import json
-import os
 import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -44,6 +43,10 @@ from typing import Any, Literal, Protocol
 import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
+from pydantic import ValidationError
+
+from learnrec.config import MAX_TOKEN_LIFETIME_S as DEFAULT_MAX_TOKEN_LIFETIME_S
+from learnrec.config import Settings, settings_from
 
 ALGORITHM = "RS256"
 """The only signing algorithm accepted or issued."""
@@ -51,7 +54,7 @@ ALGORITHM = "RS256"
 LEEWAY_SECONDS = 30
 """Clock skew tolerated on ``exp``, ``nbf`` and ``iat``: Lambda and issuer clocks drift a bit."""
 
-MAX_TOKEN_LIFETIME_S = 24 * 3600
+MAX_TOKEN_LIFETIME_S = DEFAULT_MAX_TOKEN_LIFETIME_S
 """Longest ``exp - iat`` accepted (``JWT_MAX_LIFETIME_S`` overrides it): a leaked token
 is usable for a bounded time, whatever lifetime its issuer chose."""
 
@@ -59,13 +62,11 @@ MIN_RSA_KEY_BITS = 2048
 MAX_TOKEN_CHARS = 8192
 """Longer bearer tokens are refused before parsing; real ones are well under 2 KB."""
 
+# The variables behind the settings (learnrec.config) that messages name.
 ENV_PUBLIC_KEY = "JWT_PUBLIC_KEY"
 ENV_JWKS = "JWT_JWKS"
 ENV_SECRET_ID = "JWT_SECRET_ID"
-ENV_ISSUER = "JWT_ISSUER"
-ENV_AUDIENCE = "JWT_AUDIENCE"
 ENV_ALGORITHM = "JWT_ALGORITHM"
-ENV_MAX_LIFETIME = "JWT_MAX_LIFETIME_S"
 
 
 class Role(StrEnum):
@@ -375,37 +376,35 @@ class TokenVerifier:
         issuer: str | None = None,
         audience: str | None = None,
         client: SecretsManagerClient | None = None,
+        settings: Settings | None = None,
         environ: Mapping[str, str] | None = None,
     ) -> TokenVerifier:
-        """The verifier the service runs with: explicit arguments, else the environment.
+        """The verifier the service runs with: explicit arguments, else the settings.
 
         Key source: an explicit ``public_key_pem``/``jwks``/``secret_id`` wins over
         ``JWT_PUBLIC_KEY``/``JWT_JWKS``/``JWT_SECRET_ID``; two sources at the same level are
         an error rather than a silent pick. ``issuer``/``audience`` fall back to
         ``JWT_ISSUER``/``JWT_AUDIENCE`` the same way. Nothing configured is an error: there is
         no unauthenticated mode. ``JWT_ALGORITHM``, if set, must say RS256.
+
+        The settings are ``settings``, else those ``environ`` gives, else the process
+        environment's as it is now (a verifier is built once per process).
         """
-        env = os.environ if environ is None else environ
-
-        def from_env(name: str) -> str | None:
-            value = env.get(name, "").strip()
-            return value or None
-
-        algorithm = from_env(ENV_ALGORITHM)
+        configured_settings = _settings(settings, environ)
+        algorithm = _given(configured_settings.jwt_algorithm)
         if algorithm is not None and algorithm.upper() != ALGORITHM:
             raise AuthConfigurationError(
                 f"{ENV_ALGORITHM}={algorithm!r} is not supported; only {ALGORITHM} is accepted"
             )
-        issuer = issuer if issuer is not None else from_env(ENV_ISSUER)
-        audience = audience if audience is not None else from_env(ENV_AUDIENCE)
-        max_lifetime_s = max_token_lifetime(env)
+        issuer = issuer if issuer is not None else _given(configured_settings.jwt_issuer)
+        audience = audience if audience is not None else _given(configured_settings.jwt_audience)
 
         level = "arguments"
         sources = [public_key_pem, jwks, secret_id]
         if all(source is None for source in sources):
-            public_key_pem = from_env(ENV_PUBLIC_KEY)
-            jwks = from_env(ENV_JWKS)
-            secret_id = from_env(ENV_SECRET_ID)
+            public_key_pem = _given(configured_settings.jwt_public_key)
+            jwks = _given(configured_settings.jwt_jwks)
+            secret_id = _given(configured_settings.jwt_secret_id)
             sources = [public_key_pem, jwks, secret_id]
             level = "the environment"
         configured = sum(source is not None for source in sources)
@@ -425,7 +424,7 @@ class TokenVerifier:
         else:
             assert secret_id is not None  # exactly one source is set
             verifier = cls.from_secret(secret_id, client=client, issuer=issuer, audience=audience)
-        verifier.max_lifetime_s = max_lifetime_s
+        verifier.max_lifetime_s = configured_settings.jwt_max_lifetime_s
         return verifier
 
     # -- verification
@@ -496,23 +495,40 @@ class TokenVerifier:
         raise AuthError(401, "unknown token key id")
 
 
-def max_token_lifetime(environ: Mapping[str, str] | None = None) -> int:
+def max_token_lifetime(
+    environ: Mapping[str, str] | None = None, *, settings: Settings | None = None
+) -> int:
     """The maximum ``exp - iat`` in seconds: ``JWT_MAX_LIFETIME_S`` if set, else 24 h.
 
     The verifier and ``learnrec auth token`` read it the same way, so the CLI never
-    signs a token the API would refuse.
+    signs a token the API would refuse. The settings are chosen as
+    :meth:`TokenVerifier.from_environment` chooses them.
     """
-    env = os.environ if environ is None else environ
-    text = env.get(ENV_MAX_LIFETIME, "").strip()
-    if not text:
-        return MAX_TOKEN_LIFETIME_S
+    return _settings(settings, environ).jwt_max_lifetime_s
+
+
+def _settings(settings: Settings | None, environ: Mapping[str, str] | None) -> Settings:
+    """``settings``, else those ``environ`` gives, else the process environment's now.
+
+    Read afresh rather than from the process's cached settings: a verifier or a CLI
+    command is built once, and must see the variables set for it. A value that does not
+    validate is a configuration error that names its variable, as auth's own are.
+    """
+    if settings is not None:
+        return settings
     try:
-        value = int(text)
-    except ValueError:
-        raise AuthConfigurationError(f"{ENV_MAX_LIFETIME}={text!r} is not a whole number") from None
-    if value <= 0:
-        raise AuthConfigurationError(f"{ENV_MAX_LIFETIME} must be a positive number of seconds")
-    return value
+        return Settings() if environ is None else settings_from(environ)
+    except ValidationError as error:
+        problems = "; ".join(
+            f"{str(problem['loc'][0]).upper()}={problem['input']!r}: {problem['msg']}"
+            for problem in error.errors()
+        )
+        raise AuthConfigurationError(problems) from None
+
+
+def _given(value: str | None) -> str | None:
+    """A setting's value, or None when it is unset or blank (an empty variable)."""
+    return (value.strip() or None) if value is not None else None
 
 
 def _bearer_token(authorization_header: str | None) -> str:

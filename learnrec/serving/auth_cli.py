@@ -10,12 +10,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
-from collections.abc import Mapping
 from pathlib import Path
 
+from learnrec.config import Settings
 from learnrec.serving.auth import (
-    ENV_AUDIENCE,
-    ENV_ISSUER,
     Role,
     generate_key_pair,
     issue_token,
@@ -69,7 +67,7 @@ def _dev_keys(args: argparse.Namespace) -> int:
 
 
 def token_claims(
-    issuer: str | None, audience: str | None, stage: str | None, environ: Mapping[str, str]
+    issuer: str | None, audience: str | None, stage: str | None, settings: Settings
 ) -> tuple[str | None, str | None]:
     """``iss`` and ``aud`` for a token: as given, else the stage's (what its stack sets
     as JWT_ISSUER/JWT_AUDIENCE), else this shell's JWT_ISSUER/JWT_AUDIENCE, else none."""
@@ -78,8 +76,8 @@ def token_claims(
         issuer = issuer or config.token_issuer
         audience = audience or config.token_audience
     return (
-        issuer or environ.get(ENV_ISSUER, "").strip() or None,
-        audience or environ.get(ENV_AUDIENCE, "").strip() or None,
+        issuer or (settings.jwt_issuer or "").strip() or None,
+        audience or (settings.jwt_audience or "").strip() or None,
     )
 
 
@@ -87,7 +85,8 @@ def _token(args: argparse.Namespace) -> int:
     private_pem = Path(args.private_key).read_text(encoding="ascii")
     if args.ttl <= 0:
         raise ValueError("--ttl must be a positive number of seconds")
-    longest = max_token_lifetime(os.environ)
+    settings = Settings()  # this shell's variables as they are now
+    longest = max_token_lifetime(settings=settings)
     if args.ttl > longest:
         raise ValueError(
             f"--ttl {args.ttl} is over the maximum token lifetime of {longest} s "
@@ -96,7 +95,7 @@ def _token(args: argparse.Namespace) -> int:
     roles = [role.strip() for role in args.roles.split(",") if role.strip()]
     if not roles:
         raise ValueError("--roles needs at least one role")
-    issuer, audience = token_claims(args.issuer, args.audience, args.stage, os.environ)
+    issuer, audience = token_claims(args.issuer, args.audience, args.stage, settings)
     token = issue_token(
         private_pem,
         subject=args.sub,

@@ -2,8 +2,8 @@
 
 The lists must be the ones ``GET /recommend/{user_id}`` would answer at the same moment,
 so each learner goes through the route's own functions: the experiment's choice of model
-for their hashed id (:func:`~learnrec.serving.api.pick_recommender`) and
-:func:`~learnrec.serving.api.recommend_for_learner` (the full path, or popular items for
+for their hashed id (:func:`~learnrec.serving.core.pick_recommender`) and
+:func:`~learnrec.serving.core.recommend_for_learner` (the full path, or popular items for
 a learner who opted out, flagged ``opted_out``). An erased learner is skipped: the API
 would serve them as a stranger, and no digest goes to someone who asked to be forgotten.
 Only the database reads are batched (:mod:`learnrec.storage.bulk`: three queries per
@@ -30,7 +30,9 @@ from typing import Any, Literal, Protocol
 
 from sqlalchemy import Engine
 
-from learnrec.serving.api import MAX_K, recommend_for_learner
+# A batch's output ends with its manifest, named as a model bundle's is.
+from learnrec.bundle import MANIFEST_FILE as MANIFEST_FILE
+from learnrec.serving.core import MAX_K, recommend_for_learner
 from learnrec.serving.recommender import Recommender, RecommendOptions
 from learnrec.stages import DIGESTS_PREFIX
 from learnrec.storage import LearnerContext
@@ -39,7 +41,6 @@ from learnrec.storage.bulk import chunked, learner_contexts
 logger = logging.getLogger("learnrec.serving.batch")
 
 Format = Literal["jsonl", "parquet"]
-MANIFEST_FILE = "manifest.json"
 DEFAULT_PART_SIZE = 10_000
 READ_CHUNK = 2_000
 """Learners read from the database together: big enough to amortise round trips."""

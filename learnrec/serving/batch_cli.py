@@ -70,7 +70,6 @@ def batch_from_settings(
     from learnrec.config import get_settings
     from learnrec.events.experiments import Experiment, PinnedModels
     from learnrec.identity import UserIdHasher, user_id_hash_key
-    from learnrec.serving.api import MAX_K, pick_recommender
     from learnrec.serving.batch import (
         Learners,
         check_destination,
@@ -80,6 +79,7 @@ def batch_from_settings(
         sink_for,
     )
     from learnrec.serving.context import load_recommender
+    from learnrec.serving.core import MAX_K, pick_recommender
     from learnrec.serving.model_store import ActiveModel, store_from_url
     from learnrec.storage import make_engine
     from learnrec.storage.bulk import known_learners

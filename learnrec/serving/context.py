@@ -1,4 +1,5 @@
-"""Build the serving context (stores, model, auth, event sink) from settings, once.
+"""The serving context (stores, model, auth, event sink): what a request may need,
+built from settings once per process.
 
 The dependencies an operator must provide (JWT keys, the user-id hash key, a reachable
 database) are checked first, all of them, and reported together as a
@@ -13,8 +14,9 @@ callers that found it here first.
 from __future__ import annotations
 
 import logging
-import os
 import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -24,11 +26,10 @@ from sqlalchemy import make_url
 from learnrec.config import Settings, get_settings
 from learnrec.events.experiments import Experiment, PinnedModels
 from learnrec.events.producer import KinesisEventSink
-from learnrec.identity import user_id_hash_key
-from learnrec.pipeline.lifecycle import alias_swap
+from learnrec.identity import UserIdHasher, user_id_hash_key
+from learnrec.pipeline.lifecycle import AliasSwap, alias_swap
 from learnrec.retrieval.index import VectorIndex
 from learnrec.schemas import EventWindow
-from learnrec.serving.api import ServingContext
 from learnrec.serving.auth import (
     AuthConfigurationError,
     KeySourceUnreadableError,
@@ -36,7 +37,8 @@ from learnrec.serving.auth import (
     TokenVerifier,
 )
 from learnrec.serving.bundle_index import load_index
-from learnrec.serving.model_store import ActiveModel, store_from_url
+from learnrec.serving.core import Assignment, pick_recommender
+from learnrec.serving.model_store import ActiveModel, ModelStore, store_from_url
 from learnrec.serving.readiness import NotReadyError, Unready
 from learnrec.serving.recommender import ModelBundle, Recommender
 from learnrec.storage import CatalogStore, make_engine
@@ -44,6 +46,52 @@ from learnrec.storage.schema import SchemaNotReadyError, check_on_first_connect
 from learnrec.storage.url import database_url
 
 logger = logging.getLogger("learnrec.serving")
+
+Metrics = Callable[[str, float, str], None]
+"""Emits one metric: (name, value, unit)."""
+
+
+def _no_metrics(name: str, value: float, unit: str) -> None:
+    """Where metrics go when nothing collects them (tests, tools)."""
+
+
+@dataclass
+class ServingContext:
+    """Everything a request may need; built once per container.
+
+    Routes never take it whole: :mod:`learnrec.serving.deps` hands each the pieces it
+    uses, read from here at every request, so a piece replaced here (a test's failing
+    store) is the one the next request gets.
+    """
+
+    store: CatalogStore
+    model: ActiveModel  # yields a Recommender (or None while no model is active)
+    models: ModelStore
+    verifier: TokenVerifier
+    events: KinesisEventSink | None
+    hash_key: bytes
+    metrics: Metrics = _no_metrics
+    experiment: Experiment | None = None
+    pinned: PinnedModels | None = None
+    # Moves the OpenSearch alias with the pointer on promote/rollback; None with faiss.
+    index_alias: AliasSwap | None = None
+    # The timestamps POST /events accepts: the stage's retention back, a little skew ahead.
+    event_window: EventWindow = field(default_factory=EventWindow)
+    _hasher: UserIdHasher | None = field(default=None, init=False, repr=False)
+
+    def user_key(self, user_id: str) -> str:
+        """The id a learner is stored and modelled under: the keyed hash of their id.
+
+        Every route hashes the path's id before it reaches the store or the model, so
+        rows written here and rows written by the ingest function meet.
+        """
+        if self._hasher is None:
+            self._hasher = UserIdHasher(self.hash_key)
+        return self._hasher(user_id)
+
+    def recommender_for(self, hashed_user_id: str) -> Assignment:
+        """(recommender, variant, degraded notes) for a learner under the experiment."""
+        return pick_recommender(self.model, self.experiment, self.pinned, hashed_user_id)
 
 
 def opensearch_client(endpoint: str, region: str | None = None) -> Any:
@@ -74,20 +122,18 @@ def load_recommender(directory: Path, settings: Settings | None = None) -> Recom
 _STAGE_IN_SECRET = re.compile(r"learnrec/([A-Za-z0-9_-]+)/")
 
 
-def _bootstrap_command() -> str:
+def _bootstrap_command(settings: Settings) -> str:
     """The fix for a stage's missing secrets, with the stage read off the secret's name."""
-    secret = os.environ.get("JWT_SECRET_ID") or os.environ.get("USER_ID_HASH_SECRET_ID") or ""
+    secret = settings.jwt_secret_id or settings.user_id_hash_secret_id or ""
     found = _STAGE_IN_SECRET.search(secret)
     return f"learnrec deploy bootstrap --stage {found.group(1) if found else '<stage>'}"
 
 
 def _verifier(settings: Settings) -> TokenVerifier | Unready:
     try:
-        return TokenVerifier.from_environment(
-            issuer=settings.jwt_issuer, audience=settings.jwt_audience
-        )
+        return TokenVerifier.from_environment(settings=settings)
     except NoVerificationKeyError:
-        message = f"JWT verification keys are not configured: run `{_bootstrap_command()}`"
+        message = f"JWT verification keys are not configured: run `{_bootstrap_command(settings)}`"
     except KeySourceUnreadableError:
         message = (
             "the JWT key secret cannot be read: check JWT_SECRET_ID and that the API "
@@ -96,7 +142,7 @@ def _verifier(settings: Settings) -> TokenVerifier | Unready:
     except AuthConfigurationError:
         message = (
             "the JWT verification keys are unusable (RS256 public keys of 2048 bits or "
-            f"more are needed): run `{_bootstrap_command()} --jwks FILE`"
+            f"more are needed): run `{_bootstrap_command(settings)} --jwks FILE`"
         )
     return Unready("jwt_keys", message)
 
@@ -109,12 +155,12 @@ def _hash_key(settings: Settings) -> bytes | Unready:
     except Exception:  # botocore raises many types; all mean the secret is not there
         message = (
             "the user-id hash key secret cannot be read: check USER_ID_HASH_SECRET_ID and "
-            f"run `{_bootstrap_command()}`"
+            f"run `{_bootstrap_command(settings)}`"
         )
     else:
         if key.strip():
             return key
-        message = f"the user-id hash key is empty: run `{_bootstrap_command()}`"
+        message = f"the user-id hash key is empty: run `{_bootstrap_command(settings)}`"
     return Unready("user_id_hash_key", message)
 
 
@@ -185,8 +231,16 @@ def _reachable_store(settings: Settings) -> tuple[CatalogStore | None, Unready |
 DATABASE_UNREACHABLE = Unready("database", "the database cannot be reached; retrying")
 
 
-def build_context(settings: Settings | None = None) -> ServingContext:
-    settings = settings or get_settings()
+def build_context(
+    settings: Settings | None = None, metrics: Metrics | None = None
+) -> ServingContext:
+    """The context for ``settings``, or :class:`NotReadyError` naming what is missing.
+
+    Without ``settings`` they are read from the environment at each attempt, so a build
+    retried after a failure sees a variable fixed in the meantime. ``metrics`` receives
+    the API's metrics (the Lambda function's EMF); none by default.
+    """
+    settings = settings or Settings()
     verifier = _verifier(settings)
     key = _hash_key(settings)
     store, database_problem = _reachable_store(settings)
@@ -201,14 +255,18 @@ def build_context(settings: Settings | None = None) -> ServingContext:
     if database_problem is not None:
         logger.warning("starting without the database: it cannot be reached yet")
     try:
-        return _assemble(settings, store, verifier, key)
+        return _assemble(settings, store, verifier, key, metrics or _no_metrics)
     except Exception:
         store.engine.dispose()  # the next attempt opens its own
         raise
 
 
 def _assemble(
-    settings: Settings, store: CatalogStore, verifier: TokenVerifier, key: bytes
+    settings: Settings,
+    store: CatalogStore,
+    verifier: TokenVerifier,
+    key: bytes,
+    metrics: Metrics,
 ) -> ServingContext:
     s3_client = None
     if settings.model_store.startswith("s3://"):
@@ -238,6 +296,7 @@ def _assemble(
         verifier=verifier,
         events=events,
         hash_key=key,
+        metrics=metrics,
         experiment=experiment,
         pinned=pinned,
         index_alias=alias_swap(settings),

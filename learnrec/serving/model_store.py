@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
-from learnrec.bundle import MANIFEST_FILE, read_manifest
+from learnrec.bundle import MANIFEST_FILE, BundleLayout, read_manifest
 
 POINTER_FILE = "active.json"
 ROLLBACK_DEPTH = 5
@@ -99,7 +99,7 @@ class LocalModelStore:
         folder = self.root / VERSIONS
         if not folder.exists():
             return []
-        return sorted(p.name for p in folder.iterdir() if (p / MANIFEST_FILE).exists())
+        return sorted(p.name for p in folder.iterdir() if BundleLayout(p).manifest.exists())
 
     def pointer(self) -> Pointer:
         path = self.root / POINTER_FILE
@@ -118,7 +118,7 @@ class LocalModelStore:
 
     def fetch(self, version: str) -> Path:
         path = self.root / VERSIONS / version
-        if not (path / MANIFEST_FILE).exists():
+        if not BundleLayout(path).manifest.exists():
             raise ModelStoreError(f"no model version {version!r} in {self.root}")
         return path
 
@@ -174,7 +174,7 @@ class S3ModelStore:
         # carry the same version name.
         cache = self.cache / self.bucket / self._key()
         target = cache / version
-        if (target / MANIFEST_FILE).exists():
+        if BundleLayout(target).manifest.exists():
             return target
         root = self._key(VERSIONS, version) + "/"
         paginator = self.client.get_paginator("list_objects_v2")
@@ -187,7 +187,7 @@ class S3ModelStore:
                 path.parent.mkdir(parents=True, exist_ok=True)
                 self.client.download_file(self.bucket, obj["Key"], str(path))
                 count += 1
-        if not count or not (partial / MANIFEST_FILE).exists():
+        if not count or not BundleLayout(partial).manifest.exists():
             raise ModelStoreError(f"no model version {version!r} at s3://{self.bucket}/{root}")
         partial.replace(target)
         return target

@@ -22,8 +22,9 @@ from typing import Any
 from learnrec.schemas import Event
 
 HTTP_METHODS = ("get", "put", "post", "delete", "patch")
-# Served by FastAPI but left out of the spec: the interactive docs and the spec itself.
-UNDOCUMENTED_ROUTES = (("/docs", "get"), ("/openapi.json", "get"))
+# Served by FastAPI but left out of the spec: the interactive docs and the spec itself
+# (the function answers them only where Settings.docs_enabled says so).
+UNDOCUMENTED_ROUTES = (("/docs", "get"), ("/redoc", "get"), ("/openapi.json", "get"))
 # POST /events reads its body itself (one event or a list, validated item by item), so
 # FastAPI cannot describe it; the reference shows the event schema instead.
 BODY_SCHEMAS: dict[tuple[str, str], tuple[str, dict[str, Any]]] = {

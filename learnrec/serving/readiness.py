@@ -11,6 +11,11 @@ Building the serving context costs secrets reads, a database connection and a mo
 download, so a failed build is not repeated per request: :class:`ContextLoader` waits a
 bounded, growing interval between attempts, and the same process starts serving once the
 dependency is fixed, without a restart.
+
+A dependency that fails after start-up, mid-request, is answered the same way when no
+useful answer exists without it: :class:`DependencyUnavailableError` (raised through
+:func:`unavailable`) is a 503 naming the dependency, and the database's own errors
+(:data:`DATABASE_DOWN`) are the database's 503.
 """
 
 from __future__ import annotations
@@ -21,7 +26,10 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import Generic, NoReturn, TypeVar
+
+from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 logger = logging.getLogger("learnrec.serving")
 
@@ -31,6 +39,14 @@ RETRY_MIN_S = 5.0
 """First wait after a failed build: short, so a just-bootstrapped stage serves quickly."""
 RETRY_MAX_S = 60.0
 """Longest wait: a stage that stays unconfigured costs one attempt a minute per container."""
+
+RETRY_AFTER_S = 5
+"""What a 503 for a dependency that failed mid-flight asks clients to wait."""
+DATABASE_RETRY_AFTER_S = 5
+DATABASE_DOWN = (OperationalError, InterfaceError, PoolTimeoutError)
+"""What SQLAlchemy raises when the database cannot be reached, or no connection is free."""
+DATABASE_UNAVAILABLE = "the database cannot be reached; retrying"
+SCHEMA_NOT_READY = "the database schema is missing or older than this code needs: run the migration"
 
 
 @dataclass(frozen=True)
@@ -120,3 +136,22 @@ class ContextLoader(Generic[T]):
         self._error = error
         self._next_attempt = self.clock() + self._wait
         self._wait = min(self._wait * 2, self.retry_max_s)
+
+
+class DependencyUnavailableError(Exception):
+    """A dependency failed and no useful answer exists without it: a 503.
+
+    ``message`` goes to the client as it is, so it is a fixed text; the cause is chained
+    and logged, never shown.
+    """
+
+    def __init__(self, dependency: str, message: str) -> None:
+        super().__init__(message)
+        self.dependency = dependency
+        self.message = message
+
+
+def unavailable(dependency: str, message: str, error: BaseException) -> NoReturn:
+    """Log ``error`` in full, then raise the 503 that names only the dependency."""
+    logger.warning("%s unavailable: %s", dependency, message, exc_info=error)
+    raise DependencyUnavailableError(dependency, message) from error

@@ -1,7 +1,8 @@
 """The recommendation path: learner -> user tower -> k-NN candidates -> filters -> ranker.
 
-Every stage that can fail degrades instead of failing the request (DESIGN.md, path 1):
-no model or a broken user tower -> popular items; an index error -> popular items; a
+Every stage that can fail degrades instead of failing the request:
+no model or a broken user tower -> popular items; an index error -> an exact search over
+the bundle's item vectors with the same filters (popular items if that fails too); a
 ranker error -> retrieval order. The result says which fallback served it, so the API
 can flag it and metrics can count it.
 """
@@ -32,6 +33,7 @@ from learnrec.features.space import (
     learner_tokens,
 )
 from learnrec.ranking.model import RANKER_FILE, Ranker
+from learnrec.retrieval.candidates import ExactIndex
 from learnrec.retrieval.index import (
     IndexedItem,
     ItemFilter,
@@ -42,6 +44,7 @@ from learnrec.retrieval.index import (
 from learnrec.retrieval.onnx_runtime import OnnxTowers
 from learnrec.schemas import ContentItem, Learner
 from learnrec.serving import exposure
+from learnrec.serving.bundle_index import load_exact_index
 from learnrec.serving.catalog import ServingCatalog
 
 logger = logging.getLogger(__name__)
@@ -59,6 +62,8 @@ class Fallback(StrEnum):
 
     POPULARITY = "popularity"
     RETRIEVAL_ORDER = "retrieval_order"
+    # The index failed; an exact search over the bundle's item vectors stood in.
+    EXACT_RETRIEVAL = "exact_retrieval"
 
 
 @dataclass(frozen=True)
@@ -98,7 +103,7 @@ class RecommendResult:
 
 
 class ModelBundle:
-    """One model version, loaded once per container (see DESIGN.md "Model bundle")."""
+    """One model version, loaded once per container (its files: :mod:`learnrec.bundle`)."""
 
     def __init__(self, directory: Path, verify: bool = True) -> None:
         """Load every part; the checksums are verified meanwhile, on another thread.
@@ -165,6 +170,10 @@ class Recommender:
         self.new_item_slots = new_item_slots
         # Items without training engagement and their vectors; built on first use.
         self._new: exposure.NewItemPool | None = None
+        # The bundle's items for exact search when the index fails; built on first use,
+        # with the items added since the bundle loaded (kept until then).
+        self._exact: ExactIndex | None = None
+        self._added: list[IndexedItem] = []
 
     def recommend(
         self,
@@ -183,14 +192,23 @@ class Recommender:
         except Exception:  # a broken tower must not fail the request
             logger.exception("user tower failed")
             return self._popular(bundle, item_filter, options, ["user tower failed"])
+        index_failed = False
         try:
             hits = self.index.search(vector, self.top_k_retrieval, item_filter)
         except Exception as error:  # VectorIndexError, or any client bug or outage
-            logger.warning("index failed", exc_info=error)
-            return self._popular(bundle, item_filter, options, ["index failed"])
+            logger.warning("index failed; searching the bundle's items exactly", exc_info=error)
+            try:
+                hits = self._exact_index(bundle).search(vector, self.top_k_retrieval, item_filter)
+            except Exception:
+                logger.exception("exact search failed")
+                return self._popular(bundle, item_filter, options, ["index failed"])
+            index_failed = True
         if not hits:
             return self._popular(bundle, item_filter, options, ["no candidates passed the filters"])
         result = self._rank(bundle, user_id, history, profile, hits, options)
+        if index_failed:
+            result.fallback = result.fallback or Fallback.EXACT_RETRIEVAL
+            result.degraded.insert(0, "index failed")
         try:
             self._expose_new(bundle, result, vector, history, profile, item_filter, options)
         except Exception:  # exposure is a bonus: the ranked list stands without it
@@ -208,7 +226,8 @@ class Recommender:
     def similar(self, content_id: str, k: int) -> RecommendResult | None:
         """Items closest to ``content_id`` in the item tower's space (None: unknown item).
 
-        Falls back to co-engagement similarity when the index fails.
+        Falls back to an exact search over the bundle's items when the index fails, and
+        to co-engagement similarity when that fails too.
         """
         bundle = self.bundle
         if bundle is None:
@@ -217,17 +236,24 @@ class Recommender:
         if item is None:
             return None
         result = RecommendResult(items=[], model_version=bundle.version)
+        others = ItemFilter(exclude_ids=frozenset({content_id}))
         try:
-            if self.index is None:
-                raise VectorIndexError("no index is loaded")
             query = bundle.item_vectors_for([item])[0]
-            hits = self.index.search(query, k, ItemFilter(exclude_ids=frozenset({content_id})))
+            try:
+                if self.index is None:
+                    raise VectorIndexError("no index is loaded")
+                hits = self.index.search(query, k, others)
+            except Exception as error:
+                logger.warning("similar-items search failed; searching exactly", exc_info=error)
+                hits = self._exact_index(bundle).search(query, k, others)
+                result.fallback = Fallback.EXACT_RETRIEVAL
+                result.degraded.append("index failed")
             pairs = [(h.content_id, h.score) for h in hits]
             reason = f"Similar content to {bundle.catalog.title(content_id)}"
         except Exception:  # degrade to what learners co-engaged with
             logger.exception("similar-items search failed")
             result.fallback = Fallback.POPULARITY
-            result.degraded.append("index failed")
+            result.degraded[:] = ["index failed"]
             columns, values = bundle.stats.similarity.row(bundle.space.items.index(content_id))
             order = np.argsort(-values, kind="stable")[:k]
             pairs = [(bundle.space.items.key(int(columns[i])), float(values[i])) for i in order]
@@ -253,18 +279,33 @@ class Recommender:
         if self.bundle is None or self.index is None or not items:
             return 0
         vectors = self.bundle.item_vectors_for(items)
-        self.index.upsert(
-            [
-                IndexedItem(i.content_id, v, tuple(i.topics), i.level)
-                for i, v in zip(items, vectors, strict=True)
-            ]
-        )
+        indexed = [
+            IndexedItem(i.content_id, v, tuple(i.topics), i.level)
+            for i, v in zip(items, vectors, strict=True)
+        ]
+        self.index.upsert(indexed)
+        if self._exact is None:
+            self._added.extend(indexed)
+        else:
+            self._exact.upsert(indexed)
         self.bundle.catalog.upsert(items)
         new = self._new_items(self.bundle)
         for item, vector in zip(items, vectors, strict=True):
             if new.is_new(item.content_id):
                 new.add(item.content_id, vector, item.topics)
         return len(items)
+
+    def _exact_index(self, bundle: ModelBundle) -> ExactIndex:
+        """The bundle's items (plus those added since) for exact search; built on first use.
+
+        Only an index failure needs it, so a healthy container never pays for it (~25 MB
+        of vectors and some tens of milliseconds at 100k items).
+        """
+        if self._exact is None:
+            exact = load_exact_index(bundle.directory, bundle.space, bundle.item_vectors)
+            exact.upsert(self._added)
+            self._exact, self._added = exact, []
+        return self._exact
 
     def _new_items(self, bundle: ModelBundle) -> exposure.NewItemPool:
         """The items without training engagement; built once per container, on first use."""

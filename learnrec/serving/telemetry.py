@@ -1,12 +1,11 @@
-"""Names of the API's CloudWatch metrics, shared by what emits them and what watches them.
+"""How the api function publishes its CloudWatch metrics (names: :mod:`learnrec.metric_names`).
 
 The api function (``functions/api/handler.py``) emits them as CloudWatch EMF through
 Powertools, in namespace ``learnrec``, under two dimension sets: ``service`` (what the
 dashboard and the service-wide alarms read) and ``service`` + ``function_version`` (the
 Lambda version that served the request), so that a canary deployment is judged on the new
-version's own responses rather than on the mix of old and new. The CDK app
-(``cdk/learnrec_cdk/observability.py``) builds its alarms from the same names, so a
-renamed metric cannot leave an alarm watching nothing.
+version's own responses rather than on the mix of old and new. The names are re-exported
+here for the modules that already count on them.
 """
 
 from __future__ import annotations
@@ -14,32 +13,43 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Protocol
 
-from learnrec.serving.recommender import Fallback
+from learnrec.metric_names import (
+    FALLBACKS,
+    LATENCY,
+    NAMESPACE,
+    OPTED_OUT,
+    RESPONSES,
+    SCORE_MEAN,
+    SERVICE_DIMENSION,
+    STATUS_CLASSES,
+    SUCCESS,
+    VERSION_DIMENSION,
+    fallback_metric,
+    status_class_metric,
+)
 
-NAMESPACE = "learnrec"
-SERVICE_DIMENSION = "service"
-VERSION_DIMENSION = "function_version"
+__all__ = [
+    "FALLBACKS",
+    "LATENCY",
+    "NAMESPACE",
+    "OPTED_OUT",
+    "RESPONSES",
+    "SCORE_MEAN",
+    "SERVICE_DIMENSION",
+    "STATUS_CLASSES",
+    "SUCCESS",
+    "VERSION_DIMENSION",
+    "VERSION_ENV",
+    "MetricsSink",
+    "add_version_dimensions",
+    "count_response",
+    "fallback_metric",
+    "status_class",
+    "status_class_metric",
+]
+
 #: Lambda's own variable: ``$LATEST`` or the published version number behind an alias.
 VERSION_ENV = "AWS_LAMBDA_FUNCTION_VERSION"
-
-LATENCY = "recommend_request_duration_seconds"
-SUCCESS = "recommend_success_total"  # every recommend response, degraded or not
-SCORE_MEAN = "model_score_mean"
-OPTED_OUT = "recommend_opted_out_total"  # popular items by the learner's choice, not a fault
-RESPONSES = "http_responses_total"
-STATUS_CLASSES = ("2xx", "3xx", "4xx", "5xx")
-FALLBACKS = tuple(f.value for f in Fallback)
-
-
-def fallback_metric(fallback: Fallback | str) -> str:
-    """Responses a degraded path served, by which one (``popularity``, ...)."""
-    kind = fallback.value if isinstance(fallback, Fallback) else fallback
-    return f"recommend_fallback_{kind}_total"
-
-
-def status_class_metric(status_class: str) -> str:
-    """Responses of one status class (``5xx``: app errors and unhandled exceptions)."""
-    return f"http_responses_{status_class}_total"
 
 
 def status_class(status: int) -> str:

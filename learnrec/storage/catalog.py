@@ -11,7 +11,6 @@ timestamps are normalised to UTC because SQLite has no time zones.
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -47,7 +46,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.types import TypeDecorator
 
-from ..config import Settings, get_settings
+from ..config import Settings
 from ..schemas import ContentItem, EventType, Learner
 
 DEFAULT_DATABASE_URL = "sqlite:///learnrec.db"
@@ -214,22 +213,25 @@ class HistoryEntry:
 def make_engine(
     url: str | None = None, *, settings: Settings | None = None, **engine_kwargs: Any
 ) -> Engine:
-    """Create the engine for `url`, else `$DATABASE_URL`, else a local SQLite file.
+    """Create the engine for `url`, else the settings' ``DATABASE_URL`` (a local SQLite
+    file unless set).
 
     Plain ``postgresql://`` (and Heroku-style ``postgres://``) URLs are rewritten to the
     psycopg 3 driver, because SQLAlchemy would otherwise pick psycopg2, which is not
     installed. `engine_kwargs` go to :func:`sqlalchemy.create_engine` (e.g. `connect_args`).
 
-    A database server's pool is bounded by `settings` (the process's by default): small
-    in Lambda, where every container holds its own pool and all of them meet at RDS
-    Proxy, and with a wait for a free connection shorter than a request's time budget.
+    A database server's pool is bounded by `settings`: small in Lambda, where every
+    container holds its own pool and all of them meet at RDS Proxy, and with a wait for
+    a free connection shorter than a request's time budget. Without `settings`, they are
+    read from the environment as it is now: an engine is made once per process, and must
+    see the variables set for it.
     """
-    parsed = make_url(url or os.environ.get("DATABASE_URL") or DEFAULT_DATABASE_URL)
+    settings = settings or Settings()
+    parsed = make_url(url or settings.database_url or DEFAULT_DATABASE_URL)
     if parsed.drivername in ("postgresql", "postgres"):
         parsed = parsed.set(drivername="postgresql+psycopg")
     engine_kwargs.setdefault("pool_pre_ping", True)
     if not parsed.drivername.startswith("sqlite") and "poolclass" not in engine_kwargs:
-        settings = settings or get_settings()
         pool_size, max_overflow = settings.database_pool
         engine_kwargs.setdefault("pool_size", pool_size)
         engine_kwargs.setdefault("max_overflow", max_overflow)

@@ -4,7 +4,8 @@ SageMaker starts a job as ``python train_x.py --hyper value ...`` with its data 
 in ``SM_CHANNEL_<NAME>`` folders and expects the model in ``SM_MODEL_DIR``. The local
 pipeline sets the same variables, so one entry point serves both; an explicit
 ``--<channel>`` or ``--model-dir`` argument wins over the environment, for people
-running a job by hand.
+running a job by hand. Each script names its pipeline step, and :func:`main` runs the
+entry the step registry holds for it (:mod:`learnrec.pipeline.definition`).
 """
 
 from __future__ import annotations
@@ -14,17 +15,30 @@ import dataclasses
 import json
 import os
 import shutil
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
-from learnrec.bundle import INDEX_DIR, new_version, write_manifest
+from learnrec.bundle import BundleLayout, new_version, write_manifest
 from learnrec.data.dataset import read_dataset
+from learnrec.pipeline.definition import StepKind, load_entry, step
 from learnrec.ranking.model import RankerParams
 from learnrec.training.retrieval import RetrievalParams
 
 P = TypeVar("P")
 DEFAULT_MODEL_DIR = "/opt/ml/model"
+#: What a training step's entry is called with (the job's arguments, None for the
+#: process's own), and what it returns: the job's exit code.
+TrainingEntry = Callable[[Sequence[str] | None], int]
+
+
+def main(step_name: str, argv: Sequence[str] | None = None) -> int:
+    """Run training step ``step_name``'s registered entry: what its script does."""
+    definition = step(step_name)
+    if definition.kind is not StepKind.TRAINING:
+        raise ValueError(f"{step_name} is a {definition.kind.value} step, not a training step")
+    entry: TrainingEntry = load_entry(definition)
+    return entry(argv)
 
 
 def _to_bool(text: str) -> bool:
@@ -150,14 +164,17 @@ def ranking_main(argv: Sequence[str] | None = None) -> int:
     out: Path = args.model_dir
     if out.resolve() != Path(args.retrieval).resolve():
         shutil.copytree(retrieval_dir, out, dirs_exist_ok=True)
-    if index_dir is not None and (index_dir / INDEX_DIR).is_dir():
-        shutil.rmtree(out / INDEX_DIR, ignore_errors=True)
-        shutil.copytree(index_dir / INDEX_DIR, out / INDEX_DIR)
+    bundle = BundleLayout(out)
+    # The index artifact holds the bundle's index folder, as build_index wrote it.
+    index = None if index_dir is None else BundleLayout(index_dir).index_dir
+    if index is not None and index.is_dir():
+        shutil.rmtree(bundle.index_dir, ignore_errors=True)
+        shutil.copytree(index, bundle.index_dir)
     params = _params(RankerParams, args)
     summary = train_ranking(
         dataset, dataset.interactions, labels, out, out, params, progress=not args.no_progress
     )
-    retrieval = json.loads((out / "retrieval.json").read_text())
+    retrieval = json.loads(bundle.retrieval_summary.read_text())
     all_ts = [dataset.interactions["ts"], labels["ts"]]
     manifest = write_manifest(
         out,

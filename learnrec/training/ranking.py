@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from learnrec.bundle import EMBEDDINGS_FILE, SPACE_FILE, STATS_FILE
+from learnrec.bundle import BundleLayout
 from learnrec.data.dataset import Dataset
 from learnrec.features.ranking import FEATURE_NAMES, ItemStats, ranking_features
 from learnrec.features.regression import STRENGTH_GRID
@@ -50,7 +50,7 @@ def candidates_for(
     towers = OnnxTowers(model_dir, threads=0)
     inputs = encode_users(space, user_ids, histories, profile_tokens(dataset.learners))
     vectors = towers.users_batched(inputs["user_idx"], inputs["history"], inputs["user_features"])
-    items = np.load(model_dir / EMBEDDINGS_FILE)
+    items = np.load(BundleLayout(model_dir).embeddings)
     exclude = [space.items.lookup(histories.get(u)) for u in user_ids]
     return top_k(vectors, items, exclude, k)
 
@@ -96,7 +96,7 @@ def train_ranking(
     """Train the ranker over ``model_dir``'s retrieval model; write it to ``out_dir``.
 
     Serving's catalog statistics (popularity, item-item similarity) come from ``fit``
-    and ``labels`` together, everything seen so far; they go to ``item_stats.npz``.
+    and ``labels`` together, everything seen so far; they go to the bundle's item stats.
     Training features must not see a learner's own held-out items in them (the ranker
     would learn to spot its answers), yet should be computed from about as much data as
     serving's are, or the ranker learns to distrust them. So learners are split into
@@ -111,7 +111,7 @@ def train_ranking(
     """
     params = params or RankerParams()
     started = time.perf_counter()
-    space = FeatureSpace.load(model_dir / SPACE_FILE)
+    space = FeatureSpace.load(BundleLayout(model_dir).space)
     histories = Histories.of(fit)
     wanted = labels.groupby("user_id")["content_id"].agg(set)
     user_ids = [u for u in wanted.index if histories.get(u)]
@@ -128,7 +128,7 @@ def train_ranking(
             members = np.flatnonzero(fold_of == fold)
             found, found_scores = candidates_for(
                 fold_dir,
-                FeatureSpace.load(fold_dir / SPACE_FILE),
+                FeatureSpace.load(BundleLayout(fold_dir).space),
                 dataset,
                 histories,
                 [user_ids[i] for i in members],
@@ -192,6 +192,7 @@ def train_ranking(
         "timings_s": {"total": time.perf_counter() - started},
     }
     ranker.save(out_dir, summary)
-    serving_stats.save(out_dir / STATS_FILE)
-    (out_dir / "ranking.json").write_text(json.dumps(summary, indent=2))
+    layout = BundleLayout(out_dir)
+    serving_stats.save(layout.stats)
+    layout.ranking_summary.write_text(json.dumps(summary, indent=2))
     return summary

@@ -1,9 +1,10 @@
 """Train the two-tower model on interactions and write its part of the model bundle.
 
-Writes to the output folder: ``user_tower.onnx``, ``item_tower.onnx`` (each checked
-against TensorFlow), ``feature_space.json``, ``item_embeddings.npy`` [N+1, D] (row 0 is
-the unknown item, all zeros), ``item_stats.npz`` and ``retrieval.json`` (parameters,
-parity figures, timings).
+Writes the retrieval part of a bundle into the output folder (file names: the layout in
+:mod:`learnrec.bundle`): the two ONNX towers, each checked against TensorFlow, the
+feature space, the item embeddings [N+1, D] (row 0 is the unknown item, all zeros), the
+item stats, the serving catalog with its line index, the faiss index, and a summary
+(parameters, parity figures, timings).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from learnrec.bundle import CATALOG_FILE, EMBEDDINGS_FILE, SPACE_FILE, STATS_FILE
+from learnrec.bundle import BundleLayout
 from learnrec.data.dataset import Dataset, content_items
 from learnrec.features.space import FeatureSpace
 from learnrec.retrieval.onnx_runtime import ITEM_INPUTS, USER_INPUTS, OnnxTowers
@@ -31,8 +32,6 @@ from learnrec.training.inputs import (
     item_stats_for,
     profile_tokens,
 )
-
-RETRIEVAL_FILE = "retrieval.json"
 
 
 @dataclass(frozen=True)
@@ -160,21 +159,22 @@ def train_retrieval(
     fit_s = time.perf_counter() - started
 
     out_dir.mkdir(parents=True, exist_ok=True)
+    layout = BundleLayout(out_dir)
     user_sample = {k: examples[k][:512] for k in USER_INPUTS}
     item_sample = {k: catalog[k][:2048] for k in ITEM_INPUTS}
     check_input_names(user_sample, item_sample)
     parity = [
-        export_tower(model.user_tower, user_sample, out_dir / "user_tower.onnx"),
-        export_tower(model.item_tower, item_sample, out_dir / "item_tower.onnx"),
+        export_tower(model.user_tower, user_sample, layout.user_tower),
+        export_tower(model.item_tower, item_sample, layout.item_tower),
     ]
     towers = OnnxTowers(out_dir, threads=0)
     item_vectors = towers.items_batched(catalog["item_idx"], catalog["item_features"])
     embeddings = np.vstack([np.zeros((1, item_vectors.shape[1]), np.float32), item_vectors])
-    np.save(out_dir / EMBEDDINGS_FILE, embeddings)
-    space.save(out_dir / SPACE_FILE)
-    write_catalog(content_items(dataset.items), out_dir / CATALOG_FILE)
+    np.save(layout.embeddings, embeddings)
+    space.save(layout.space)
+    write_catalog(content_items(dataset.items), layout.catalog)
     write_index(out_dir)
-    item_stats_for(space, dataset, interactions).save(out_dir / STATS_FILE)
+    item_stats_for(space, dataset, interactions).save(layout.stats)
     summary = {
         "params": asdict(params),
         "tower_config": config.to_json(),
@@ -185,7 +185,7 @@ def train_retrieval(
         "parity": [asdict(p) for p in parity],
         "timings_s": {"fit": fit_s, "total": time.perf_counter() - started},
     }
-    (out_dir / RETRIEVAL_FILE).write_text(json.dumps(summary, indent=2))
+    layout.retrieval_summary.write_text(json.dumps(summary, indent=2))
     return summary
 
 

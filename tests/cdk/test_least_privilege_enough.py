@@ -42,12 +42,9 @@ from iam.recorder import CLUSTER_ENV, Call, Recorder, read_calls
 from iam.search import ENDPOINT, use_shared_cluster
 from iam.template import Template
 
-from learnrec.benchmark.ingest import _environment, load_handler
 from learnrec.bundle import SPACE_FILE
 from learnrec.config import Settings, get_settings
 from learnrec.identity import UserIdHasher, user_id_hash_key
-from learnrec.local.aws import LocalAws, create_resources, local_environment
-from learnrec.local.poller import KinesisPoller
 from learnrec.pipeline.definition import Mode, Step, StepKind, job_name, steps_for
 from learnrec.pipeline.local import LocalRunner, run_pipeline
 from learnrec.privacy.maintenance import run_maintenance
@@ -55,6 +52,9 @@ from learnrec.serving.auth import generate_key_pair
 from learnrec.serving.model_store import POINTER_FILE, Pointer
 from learnrec.stages import MODELS_PREFIX, ResourceNames
 from learnrec.storage import CatalogStore, PrivacyStore, make_engine
+from learnrec_dev.benchmark.ingest import _environment, load_handler
+from learnrec_dev.local.aws import LocalAws, create_resources, local_environment
+from learnrec_dev.local.poller import KinesisPoller
 
 from .conftest import ACCOUNT, REGION, Synthesized
 from .test_maintenance import ROLE as MAINTENANCE_ROLE

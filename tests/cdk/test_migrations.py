@@ -61,7 +61,7 @@ def test_migration_function_runs_in_the_vpc_with_the_database_secret(
     secret = migrate["Environment"]["Variables"]["DATABASE_SECRET_ARN"]
     assert secret == api["Environment"]["Variables"]["DATABASE_SECRET_ARN"]
     assert "DATABASE_URL" not in migrate["Environment"]["Variables"]
-    assert len(migrate["Layers"]) == 3  # base, db, migrations (learnrec.packaging)
+    assert len(migrate["Layers"]) == 3  # base, db, migrations (learnrec_dev.packaging)
     reads = [
         s["Resource"]
         for s in role_statements(prod, "MigrationsMigrateRole")

@@ -1,4 +1,4 @@
-"""The alarms of DESIGN.md with the stage's thresholds, the dashboard, and the runbook
+"""The alarms with the stage's thresholds, the dashboard, and the runbook
 section every alarm must have."""
 
 from __future__ import annotations
@@ -96,6 +96,7 @@ def test_fallback_throttle_search_and_aurora_alarms(each_stage: Synthesized) -> 
         "recommend_success_total",
         "recommend_fallback_popularity_total",
         "recommend_fallback_retrieval_order_total",
+        "recommend_fallback_exact_retrieval_total",
     }
     for metric in fallback["Metrics"]:
         if "MetricStat" in metric:  # service-wide: every version's responses

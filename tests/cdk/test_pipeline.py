@@ -3,11 +3,22 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
-from learnrec.pipeline.definition import PIPELINE, Mode, StepKind, processing_arguments
+from learnrec.pipeline.definition import (
+    PIPELINE,
+    Mode,
+    StepKind,
+    load_entry,
+    processing_arguments,
+)
+from learnrec.pipeline.definition import step as registered_step
+from learnrec.pipeline.functions import START, function_entry
 
 from .conftest import Synthesized
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 def definition(synth: Synthesized) -> dict[str, Any]:
@@ -95,6 +106,29 @@ def test_each_step_kind_uses_its_integration(prod: Synthesized) -> None:
         # the state (a missing ResultPath is "$", the whole state).
         assert state["ResultPath"] == f"$.results.{step.name}", step.name
         assert any(c["Next"] == "run failed" for c in state.get("Catch", [])), step.name
+
+
+def test_the_state_machine_names_only_registered_steps(prod: Synthesized) -> None:
+    """Every task runs ``start`` or a step of the registry, and what it hands its runner
+    (payload, container arguments, script) resolves to that step's registered entry."""
+    states = definition(prod)["States"]
+    for name, state in states.items():
+        if state["Type"] != "Task":
+            continue
+        if name == START:
+            assert state["Parameters"]["step"] == START
+            continue
+        registered = registered_step(name)  # KeyError: a state for a step nobody registered
+        entry = load_entry(registered)
+        if registered.kind is StepKind.FUNCTION:
+            assert function_entry(state["Parameters"]["step"]) is entry
+        elif registered.kind is StepKind.PROCESSING:
+            script, step_name = state["Parameters"]["AppSpecification"]["ContainerArguments"]
+            assert step_name == name and (REPO / script).is_file()
+        else:
+            hyper = states[f"{name} hyperparameters"]["Parameters"]["fixed"]
+            script = hyper["learnrec_entry_point"]
+            assert script == registered.entry_point and (REPO / script).is_file()
 
 
 def test_schedules_follow_the_stage(each_stage: Synthesized) -> None:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from aws_cdk.assertions import Match, Template
 
-from learnrec.packaging import FUNCTIONS
 from learnrec.serving.openapi_doc import gateway_routes, openapi_spec
+from learnrec_dev.packaging import FUNCTIONS
 
 from .conftest import Synthesized
 
@@ -134,6 +134,7 @@ def test_canary_deployment_rolls_back_on_alarm(each_stage: Synthesized) -> None:
         "recommend_success_total",
         "recommend_fallback_popularity_total",
         "recommend_fallback_retrieval_order_total",
+        "recommend_fallback_exact_retrieval_total",
     }
     assert fallback["Threshold"] == config.alarms.canary_fallback_rate_percent
     assert fallback["EvaluationPeriods"] == config.alarms.canary_minutes

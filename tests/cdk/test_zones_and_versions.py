@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from learnrec.packaging import STAMP_FILE
+from learnrec_dev.packaging import STAMP_FILE
 
 from .conftest import REGION, Synthesized
 

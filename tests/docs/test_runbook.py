@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from learnrec.cli import build_parser
+from learnrec_dev.cli import build_parser
 
 REPO = Path(__file__).resolve().parents[2]
 RUNBOOK = REPO / "docs" / "RUNBOOK.md"

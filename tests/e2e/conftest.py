@@ -19,22 +19,21 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from functional.conftest import quality_run, small_dataset  # noqa: F401 (fixtures)
 
 from learnrec.bundle import read_manifest
 from learnrec.config import get_settings
 from learnrec.data.dataset import Dataset, content_items
-from learnrec.local.aws import LocalAws
-from learnrec.local.gateway import REPO, DemoConfig, Gateway, default_handler_path, load_handler
-from learnrec.local.poller import KinesisPoller
 from learnrec.serving.auth import generate_key_pair
 from learnrec.serving.model_store import S3ModelStore, promote
 from learnrec.stages import MODELS_PREFIX, ResourceNames
 from learnrec.storage import CatalogStore, make_engine
 from learnrec.storage.migrate import upgrade
+from learnrec_dev.local.aws import LocalAws
+from learnrec_dev.local.gateway import REPO, DemoConfig, Gateway, default_handler_path, load_handler
+from learnrec_dev.local.poller import KinesisPoller
 
 CHROMIUM = Path("/usr/bin/chromium")
-# The flags issue 7 prescribes: no sandbox (containers), nothing that phones home.
+# No sandbox (it needs privileges a container lacks), nothing that phones home.
 CHROMIUM_FLAGS = [
     "--headless",
     "--no-sandbox",
@@ -107,8 +106,8 @@ def browser() -> Iterator[Any]:
 def stack(
     aws_names: ResourceNames,
     local_aws_server: LocalAws,
-    quality_run: Path,  # noqa: F811 (the imported fixture)
-    small_dataset: Dataset,  # noqa: F811
+    quality_run: Path,
+    small_dataset: Dataset,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> Iterator[Stack]:

@@ -15,9 +15,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from learnrec.events.archive import read_events
-from learnrec.local.aws import LocalAws, is_listening
-from learnrec.local.demo import DemoOptions, run_demo, stop_demo
 from learnrec.stages import ResourceNames
+from learnrec_dev.local.aws import LocalAws, is_listening
+from learnrec_dev.local.demo import DemoOptions, run_demo, stop_demo
 
 
 def _free_port() -> int:

@@ -26,18 +26,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from functional.conftest import quality_run, small_dataset  # noqa: F401 (fixtures)
 
 from e2e.conftest import activate_bundle, catalog_database
-from learnrec.cli import main
 from learnrec.config import get_settings
 from learnrec.data.dataset import Dataset
-from learnrec.local.aws import LocalAws
-from learnrec.local.gateway import REPO, Gateway, default_handler_path, load_handler
-from learnrec.local.poller import KinesisPoller
 from learnrec.serving.readiness import ContextLoader
 from learnrec.stages import LOCAL_ACCOUNT, LOCAL_REGION, ResourceNames
 from learnrec.storage import CatalogStore, make_engine
+from learnrec_dev.cli import main
+from learnrec_dev.local.aws import LocalAws
+from learnrec_dev.local.gateway import REPO, Gateway, default_handler_path, load_handler
+from learnrec_dev.local.poller import KinesisPoller
 
 
 @dataclass
@@ -126,8 +125,8 @@ def create_state_machine(aws: LocalAws, names: ResourceNames) -> str:
 def deployment(
     aws_names: ResourceNames,
     local_env: LocalAws,
-    quality_run: Path,  # noqa: F811 (the imported fixture)
-    small_dataset: Dataset,  # noqa: F811
+    quality_run: Path,
+    small_dataset: Dataset,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> Iterator[Deployment]:

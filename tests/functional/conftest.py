@@ -1,4 +1,4 @@
-"""Shared fixtures: one small trained model for every functional test that needs one."""
+"""The API over the session's trained model (``quality_run``, tests/conftest.py)."""
 
 from __future__ import annotations
 
@@ -16,39 +16,10 @@ from functional.serving_harness import HASH_KEY, REPO, STREAM, Api
 from learnrec.bundle import MANIFEST_FILE, write_manifest
 from learnrec.config import get_settings
 from learnrec.data.dataset import Dataset, content_items
-from learnrec.data.generator import generate, to_dataset
-from learnrec.ranking.model import RankerParams
 from learnrec.serving.auth import generate_key_pair
 from learnrec.serving.model_store import LocalModelStore, promote
 from learnrec.storage import CatalogStore, make_engine
 from learnrec.storage.migrate import upgrade
-from learnrec.training.retrieval import RetrievalParams
-
-SMALL_RETRIEVAL = RetrievalParams(
-    epochs=4, batch_size=128, embedding_dim=16, hidden_dim=32, validation_fraction=0.0
-)
-SMALL_RANKER = RankerParams(n_estimators=20, candidates=30)
-
-
-@pytest.fixture(scope="session")
-def small_dataset() -> Dataset:
-    return to_dataset(generate(users=160, items=60, events=3000, seed=5), name="sample")
-
-
-@pytest.fixture(scope="session")
-def quality_run(small_dataset: Dataset, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from learnrec.benchmark.quality import run_quality
-
-    out = tmp_path_factory.mktemp("quality")
-    run_quality(
-        small_dataset,
-        out,
-        k=5,
-        progress=False,
-        retrieval_params=SMALL_RETRIEVAL,
-        ranker_params=SMALL_RANKER,
-    )
-    return out
 
 
 @pytest.fixture(scope="module")

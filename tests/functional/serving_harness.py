@@ -54,4 +54,5 @@ class Api:
 
     @property
     def context(self) -> Any:
-        return self.module._context["ctx"]
+        """The handler's serving context, built now if no request has built it yet."""
+        return self.module.app.state.context_loader.get()

@@ -166,7 +166,7 @@ def test_new_learner_with_a_profile_gets_personalised_results(api: Api) -> None:
     token = api.token("newcomer")
     status, _ = api.call("PUT", "/learners/newcomer/profile", body=profile, token=token)
     assert status == 200
-    # Stored under the hashed id only (DESIGN.md, Security).
+    # Stored under the hashed id only: no store keeps a raw user id.
     assert api.store.get_learner("newcomer") is None
     assert api.store.get_learner(api.hashed("newcomer")) is not None
     status, body = api.call("GET", "/recommend/newcomer", {"k": "5"}, token=token)
@@ -276,7 +276,7 @@ def test_bad_events_get_a_per_event_error_and_good_ones_still_go(api: Api) -> No
     assert status == 413
 
 
-def test_index_failure_degrades_to_popularity(api: Api, small_dataset: Dataset) -> None:
+def test_index_failure_degrades_to_an_exact_search(api: Api, small_dataset: Dataset) -> None:
     user = a_learner(small_dataset)
     recommender = api.context.model.get()
 
@@ -284,14 +284,18 @@ def test_index_failure_degrades_to_popularity(api: Api, small_dataset: Dataset) 
         def search(self, *args: Any, **kwargs: Any) -> Any:
             raise VectorIndexError("connection refused")
 
+    query = {"include_consumed": "true"}
+    status, healthy = api.call("GET", f"/recommend/{user}", query, token=api.token(user))
+    assert status == 200 and healthy["fallback"] is None
     real, recommender.index = recommender.index, BrokenIndex()
     try:
-        query = {"include_consumed": "true"}
         status, body = api.call("GET", f"/recommend/{user}", query, token=api.token(user))
     finally:
         recommender.index = real
-    assert status == 200 and body["fallback"] == "popularity" and len(body["items"]) == 10
+    assert status == 200 and body["fallback"] == "exact_retrieval" and len(body["items"]) == 10
     assert "index failed" in body["degraded"][0]
+    # The bundle's items, searched exactly: the small catalog's faiss search is exact too.
+    assert [i["content_id"] for i in body["items"]] == [i["content_id"] for i in healthy["items"]]
 
 
 def test_ranker_failure_degrades_to_retrieval_order(api: Api, small_dataset: Dataset) -> None:

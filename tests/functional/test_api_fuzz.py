@@ -35,8 +35,9 @@ from schemathesis import BaseSchema, Case, GenerationMode
 from functional.serving_harness import Api
 from learnrec.data.dataset import Dataset
 from learnrec.schemas import Event
-from learnrec.serving.api import ServingContext, create_app
+from learnrec.serving.api import create_app
 from learnrec.serving.apigw import LambdaContext, rest_event
+from learnrec.serving.context import ServingContext
 
 METHODS = ("get", "put", "post", "delete", "patch")
 EXAMPLES = settings(

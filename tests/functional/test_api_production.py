@@ -89,7 +89,7 @@ def test_metrics_carry_the_function_version_and_the_status_class(
 
     real_index, recommender.index = recommender.index, BrokenIndex()
     try:
-        assert api.call("GET", f"/recommend/{user}", token=good)[1]["fallback"] == "popularity"
+        assert api.call("GET", f"/recommend/{user}", token=good)[1]["fallback"] == "exact_retrieval"
     finally:
         recommender.index = real_index
     assert api.call("GET", f"/recommend/{user}")[0] == 401
@@ -114,7 +114,7 @@ def test_metrics_carry_the_function_version_and_the_status_class(
         assert document["http_responses_total"] == [1.0]
     assert fallback["http_responses_2xx_total"] == [1.0]
     assert fallback["recommend_success_total"] == [1.0]
-    assert fallback["recommend_fallback_popularity_total"] == [1.0]
+    assert fallback["recommend_fallback_exact_retrieval_total"] == [1.0]
     assert unauthorized["http_responses_4xx_total"] == [1.0]
     assert failed["http_responses_5xx_total"] == [1.0]
     assert crashed["http_responses_5xx_total"] == [1.0]

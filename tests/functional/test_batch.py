@@ -19,7 +19,6 @@ import pyarrow.parquet as pq
 import pytest
 
 from functional.serving_harness import Api
-from learnrec.cli import main
 from learnrec.config import get_settings
 from learnrec.data.dataset import Dataset
 from learnrec.identity import UserIdHasher
@@ -33,6 +32,7 @@ from learnrec.serving.batch import (
     sink_for,
 )
 from learnrec.storage.bulk import known_learners, learner_contexts
+from learnrec_dev.cli import main
 
 K = 5
 DATA_BUCKET = "learnrec-test-data"

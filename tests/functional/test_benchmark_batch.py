@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from learnrec.benchmark.batch import RESULT_FILE, run_batch_benchmark
 from learnrec.serving.batch import MANIFEST_FILE
+from learnrec_dev.benchmark.batch import RESULT_FILE, run_batch_benchmark
 
 pytestmark = pytest.mark.training  # builds (untrained) TensorFlow towers to export them
 

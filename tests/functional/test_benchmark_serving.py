@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from learnrec.benchmark.serving import RESULT_FILE, run_serving
+from learnrec_dev.benchmark.serving import RESULT_FILE, run_serving
 
 pytestmark = pytest.mark.training  # builds (untrained) TensorFlow towers to export them
 

@@ -36,15 +36,11 @@ from sqlalchemy import MetaData, select
 from functional.pipeline_data import TINY
 from functional.serving_harness import HASH_KEY
 from functional.test_no_raw_ids import _Lines
-from learnrec.benchmark.ingest import _environment, load_handler
 from learnrec.bundle import SPACE_FILE
-from learnrec.cli import main as cli_main
 from learnrec.config import Settings
 from learnrec.data.generator import GeneratedData, generate, recent
 from learnrec.events.producer import KinesisProducer
 from learnrec.identity import UserIdHasher
-from learnrec.local.aws import LocalAws, local_environment
-from learnrec.local.poller import KinesisPoller
 from learnrec.pipeline.definition import Mode
 from learnrec.pipeline.local import run_pipeline
 from learnrec.pipeline.run import RunRequest
@@ -53,6 +49,10 @@ from learnrec.schemas import Learner
 from learnrec.stages import ResourceNames
 from learnrec.storage import CatalogStore, PrivacyStore, TombstoneReason, make_engine
 from learnrec.storage.migrate import upgrade
+from learnrec_dev.benchmark.ingest import _environment, load_handler
+from learnrec_dev.cli import main as cli_main
+from learnrec_dev.local.aws import LocalAws, local_environment
+from learnrec_dev.local.poller import KinesisPoller
 
 pytestmark = pytest.mark.training
 # Free-form values are withheld from dead letters (name and size kept): only very many of

@@ -353,10 +353,10 @@ def test_the_ingest_handler_stores_the_good_events_beside_edge_timestamps(
     from moto import mock_aws
 
     from functional.test_storage_postgres import POSTGRES_URL
-    from learnrec.benchmark.ingest import _environment, load_handler
     from learnrec.serving.apigw import LambdaContext
     from learnrec.storage import make_engine
     from learnrec.storage.migrate import upgrade
+    from learnrec_dev.benchmark.ingest import _environment, load_handler
 
     schema = f"learnrec_handler_{uuid.uuid4().hex[:12]}"
     with pg_engine.begin() as conn:

@@ -139,7 +139,9 @@ class Case:
     path: str
     role: str  # "learner" (the path's learner), "service", "admin" or "" (no token)
     status: int
-    flag: str | None = None  # what the 200 says about it: "fallback", "degraded", "health"
+    # What the 200 says about it: "fallback" (popular items), "exact" (the bundle's items
+    # searched exactly), "degraded", "health".
+    flag: str | None = None
     unavailable: str | None = None  # the dependency a 503 names
     query: dict[str, str] | None = None
     body: Any = None
@@ -189,9 +191,10 @@ TABLE = [
         body=[NEW_ITEM.model_dump(mode="json")],
     ),
     Case("database down", "GET", "/admin/models", "admin", 200),
-    # The index failing with any exception: popularity, and a catalog write undone.
-    Case("index raises", "GET", f"/recommend/{LEARNER}", "learner", 200, flag="fallback"),
-    Case("index raises", "GET", "/similar/{item}", "learner", 200, flag="fallback"),
+    # The index failing with any exception: an exact search over the bundle's items, and
+    # a catalog write undone.
+    Case("index raises", "GET", f"/recommend/{LEARNER}", "learner", 200, flag="exact"),
+    Case("index raises", "GET", "/similar/{item}", "learner", 200, flag="exact"),
     Case("index raises", "GET", "/health", "", 200),
     Case(
         "index raises",
@@ -269,6 +272,9 @@ def test_each_failure_answers_honestly(api: Api, item: str, case: Case) -> None:
     if case.flag == "fallback":
         assert body["fallback"] == "popularity" and body["degraded"], body
         assert body["items"], "popular items are the useful answer"
+    elif case.flag == "exact":
+        assert body["fallback"] == "exact_retrieval" and body["degraded"][0] == "index failed"
+        assert body["items"], "the exact search is the useful answer"
     elif case.flag == "degraded":
         assert body["degraded"] and body["items"], body
     elif case.flag == "health":

@@ -26,15 +26,14 @@ import pytest
 from learnrec.bundle import MANIFEST_FILE, write_manifest
 from learnrec.config import get_settings
 from learnrec.deploy.bootstrap import BootstrapError, bootstrap
-from learnrec.local.aws import LocalAws
-from learnrec.local.gateway import default_handler_path
-from learnrec.serving.api import DATABASE_UNAVAILABLE
 from learnrec.serving.apigw import LambdaContext, http_response, rest_event
 from learnrec.serving.auth import Role, generate_key_pair, issue_token
 from learnrec.serving.model_store import LocalModelStore, promote
-from learnrec.serving.readiness import ContextLoader, NotReadyError, Unready
+from learnrec.serving.readiness import DATABASE_UNAVAILABLE, ContextLoader, NotReadyError, Unready
 from learnrec.stages import EMPTY_JWT_SECRET, ResourceNames
 from learnrec.storage.migrate import upgrade
+from learnrec_dev.local.aws import LocalAws
+from learnrec_dev.local.gateway import default_handler_path
 
 
 class FakeClock:
@@ -269,7 +268,7 @@ def test_bootstrap_fills_an_empty_hash_key_and_refuses_a_short_one(
 def test_the_cli_reports_and_fails_on_a_stage_that_was_never_deployed(
     local_env: LocalAws, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from learnrec.cli import main
+    from learnrec_dev.cli import main
 
     assert main(["deploy", "bootstrap", "--stage", f"t{uuid.uuid4().hex[:10]}"]) == 2
     assert "deploy the stage's stack first" in capsys.readouterr().err

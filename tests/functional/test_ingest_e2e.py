@@ -16,16 +16,16 @@ from pathlib import Path
 import pytest
 
 from functional.serving_harness import HASH_KEY, REPO, Api
-from learnrec.benchmark.ingest import _environment, load_handler
 from learnrec.bundle import MANIFEST_FILE, write_manifest
 from learnrec.data.dataset import Dataset, content_items
-from learnrec.local.aws import LocalAws
-from learnrec.local.poller import KinesisPoller
 from learnrec.serving.auth import generate_key_pair
 from learnrec.serving.model_store import LocalModelStore, promote
 from learnrec.stages import ResourceNames
 from learnrec.storage import CatalogStore, make_engine
 from learnrec.storage.migrate import upgrade
+from learnrec_dev.benchmark.ingest import _environment, load_handler
+from learnrec_dev.local.aws import LocalAws
+from learnrec_dev.local.poller import KinesisPoller
 
 
 class Live:

@@ -14,19 +14,19 @@ from typing import Any
 
 import pytest
 
-from learnrec.benchmark.ingest import (
+from learnrec.config import Settings
+from learnrec.events.producer import KinesisProducer
+from learnrec.identity import UserIdHasher, user_id_hash_key
+from learnrec.stages import ResourceNames
+from learnrec.storage.migrate import upgrade
+from learnrec_dev.benchmark.ingest import (
     _environment,
     count_outcome,
     load_handler,
     synthetic_events,
 )
-from learnrec.config import Settings
-from learnrec.events.producer import KinesisProducer
-from learnrec.identity import UserIdHasher, user_id_hash_key
-from learnrec.local.aws import LocalAws
-from learnrec.local.poller import KinesisPoller
-from learnrec.stages import ResourceNames
-from learnrec.storage.migrate import upgrade
+from learnrec_dev.local.aws import LocalAws
+from learnrec_dev.local.poller import KinesisPoller
 
 
 def queue_url(aws: LocalAws, names: ResourceNames) -> str:

@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from learnrec.benchmark.load import RESULT_FILE, run_load
 from learnrec.data.generator import generate
-from learnrec.local.aws import is_listening
 from learnrec.stages import ResourceNames
+from learnrec_dev.benchmark.load import RESULT_FILE, run_load
+from learnrec_dev.local.aws import is_listening
 
 
 def _free_port() -> int:

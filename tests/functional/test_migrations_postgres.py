@@ -25,11 +25,11 @@ from unit.test_migrations import MigrationContract, differences, tables
 
 from functional.serving_harness import REPO
 from functional.test_storage_postgres import POSTGRES_URL, pg_engine  # noqa: F401 (fixture)
-from learnrec.benchmark.ingest import load_handler
 from learnrec.config import get_settings
 from learnrec.storage import Base, make_engine
 from learnrec.storage.migrate import current, scripts_digest, upgrade
 from learnrec.storage.schema import HEAD, VERSION_TABLE
+from learnrec_dev.benchmark.ingest import load_handler
 
 pytestmark = pytest.mark.postgres
 

@@ -32,16 +32,16 @@ import pytest
 from sqlalchemy import MetaData, select
 
 from functional.serving_harness import HASH_KEY, REPO
-from learnrec.benchmark.ingest import _environment, load_handler
 from learnrec.data.dataset import content_items
 from learnrec.data.generator import GeneratedData, generate, recent, to_dataset
 from learnrec.identity import hash_user_id
-from learnrec.local.aws import LocalAws
-from learnrec.local.poller import KinesisPoller
 from learnrec.serving.auth import generate_key_pair
 from learnrec.stages import ResourceNames
 from learnrec.storage import CatalogStore, make_engine
 from learnrec.storage.migrate import upgrade
+from learnrec_dev.benchmark.ingest import _environment, load_handler
+from learnrec_dev.local.aws import LocalAws
+from learnrec_dev.local.poller import KinesisPoller
 
 # A trace id as Lambda sets it for a sampled invocation.
 TRACE_ID = "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1"

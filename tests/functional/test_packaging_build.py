@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from learnrec import packaging
+from learnrec_dev import packaging
 
 TINY = packaging.LayerSpec("tiny", ("six==1.17.0",))
 

@@ -28,14 +28,14 @@ from functional.pipeline_data import (
     sample,
 )
 from learnrec.bundle import MANIFEST_FILE, read_manifest
-from learnrec.cli import main as cli_main
 from learnrec.config import Settings
-from learnrec.local.aws import LocalAws, create_resources, local_environment
 from learnrec.pipeline.definition import Mode
 from learnrec.pipeline.errors import StepError
 from learnrec.pipeline.local import RunOutcome, run_pipeline
 from learnrec.serving.model_store import ActiveModel, S3ModelStore
 from learnrec.stages import ResourceNames
+from learnrec_dev.cli import main as cli_main
+from learnrec_dev.local.aws import LocalAws, create_resources, local_environment
 
 pytestmark = pytest.mark.training
 
@@ -123,13 +123,18 @@ def test_first_run_registers_and_promotes_a_version(stage: Stage, first: RunOutc
     assert manifest["metrics"]["candidate"] == models["candidate"]
     assert manifest["git_commit"] and manifest["git_commit"] != "unknown"
     files = set(manifest["files"])
-    assert {"user_tower.onnx", "item_tower.onnx", "ranker.ubj", "evaluation.json"} <= files
-    # The evaluation report, with its plot, is part of the version it judged.
+    # Exactly the files of the layout (with the unchanged names deployed bundles carry),
+    # and the evaluation report, with its plot, as part of the version it judged.
+    assert {name for name in files if not name.startswith("report/")} == {
+        "user_tower.onnx", "item_tower.onnx", "feature_space.json", "item_embeddings.npy",
+        "item_stats.npz", "catalog.jsonl", "catalog.index.npz", "retrieval.json",
+        "faiss/index.faiss", "faiss/meta.npz", "ranker.ubj", "ranker.json", "ranking.json",
+        "evaluation.json",
+    }  # fmt: skip
     assert {"report/report.md", "report/metrics.png"} <= files
     report = (stage.store.fetch(version) / "report" / "report.md").read_text()
     assert "candidate" in report and "popularity" in report and "Gate passes" in report
     assert "| ease |" in report and "| als |" in report
-    assert any(name.startswith("faiss/") for name in files)
     assert manifest["drift"]["model_drift_score"] is None
     assert manifest["drift"]["profile"]["score"]["fractions"]
     packages = boto3.client("sagemaker").list_model_packages(

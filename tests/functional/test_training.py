@@ -190,7 +190,7 @@ def test_retrieval_job_reports_a_missing_channel(tmp_path: Path) -> None:
 def test_tower_settings_are_chosen_on_the_first_folds_held_out_labels(
     tmp_path: Path, small_dataset: Dataset
 ) -> None:
-    from functional.conftest import SMALL_RANKER, SMALL_RETRIEVAL
+    from functional.small_models import SMALL_RANKER, SMALL_RETRIEVAL
     from learnrec.evaluation.offline import evaluate_offline
 
     search = ({"l2": 1e-6, "temperature": 0.05}, {"l2": 1e-3, "temperature": 0.2})

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from learnrec.cli import build_parser, main
 from learnrec.config import get_settings
 from learnrec.identity import hash_user_id
 from learnrec.storage import CatalogStore, make_engine
+from learnrec_dev.cli import build_parser, main
 
 
 def _exit_code(argv: list[str]) -> int | str | None:

@@ -9,7 +9,6 @@ from typing import Any
 
 import pytest
 
-from learnrec.cli import main
 from learnrec.events.engagement import engagement, wilson_interval
 from learnrec.events.experiments import (
     Experiment,
@@ -18,6 +17,7 @@ from learnrec.events.experiments import (
     new_recommendation_id,
     parse_recommendation_id,
 )
+from learnrec_dev.cli import main
 
 
 def test_assignment_is_stable_and_follows_the_weights() -> None:

@@ -18,17 +18,19 @@ from typing import Any
 
 import pytest
 
-from learnrec.local.cli import parse_learners
-from learnrec.local.gateway import MAX_PAYLOAD_BYTES, DemoConfig, Gateway
 from learnrec.serving.apigw import (
+    NO_ROUTE_BODY,
     PROXY_RESOURCE,
-    RESOURCES,
     ProxyResponseError,
+    api_routes,
     http_response,
     resolve_resource,
     rest_event,
 )
 from learnrec.serving.auth import TokenVerifier, generate_key_pair
+from learnrec.serving.openapi_doc import Route, gateway_routes, openapi_spec
+from learnrec_dev.local.cli import parse_learners
+from learnrec_dev.local.gateway import MAX_PAYLOAD_BYTES, DemoConfig, Gateway
 
 
 @pytest.mark.parametrize(
@@ -53,12 +55,26 @@ def test_resources_resolve_like_api_gateway(
     assert resolve_resource(path) == (resource, params)
 
 
-def test_every_api_route_is_a_resource() -> None:
-    """A new FastAPI route without a resource would reach the handler as {proxy+}."""
+def test_the_routes_are_the_rest_apis() -> None:
+    """The stack's routes (cdk/app.py: gateway_routes(openapi_spec())), and the app's."""
+    from fastapi.routing import iter_route_contexts
+
     from learnrec.serving.api import create_app
 
-    routes = {getattr(r, "path", "") for r in create_app(lambda: None).routes}  # type: ignore[arg-type,return-value]
-    assert routes - set(RESOURCES) == set()
+    routes = {(r.method, r.path) for r in api_routes()}
+    assert routes == {(r.method, r.path) for r in gateway_routes(openapi_spec())}
+    assert {("GET", "/docs"), ("GET", "/redoc"), ("GET", "/openapi.json")} <= routes
+    app = create_app(lambda: None, docs=True)  # type: ignore[arg-type,return-value]
+    # Included routers are nodes of app.routes: their routes are walked, not listed.
+    served = {
+        (method, context.path or "")
+        for context in iter_route_contexts(app.routes)
+        for method in context.methods or ()
+        if method != "HEAD"
+    }
+    assert ("GET", "/recommend/{user_id}") in served
+    # Swagger UI's OAuth2 redirect page serves no OAuth2 flow here: bearer tokens only.
+    assert served - routes == {("GET", "/docs/oauth2-redirect")}
 
 
 def test_event_keeps_repeated_headers_and_queries() -> None:
@@ -118,6 +134,20 @@ def test_malformed_responses_are_refused(bad: Any) -> None:
 
 
 RELEASE_SLOW = threading.Event()
+# The stand-in function's REST API: what the tests below call, and nothing else.
+ECHO_ROUTES = [
+    Route(path, method, params, (), method != "GET")
+    for method, path, params in [
+        ("GET", "/health", ()),
+        ("GET", "/boom", ()),
+        ("GET", "/garbage", ()),
+        ("GET", "/slow", ()),
+        ("PUT", "/events", ()),
+        ("POST", "/events", ()),
+        ("GET", "/recommend/{user_id}", ("user_id",)),
+        ("POST", "/learners/{user_id}/profile", ("user_id",)),
+    ]
+]
 
 
 def _echo(event: dict[str, Any], context: Any) -> Any:
@@ -158,7 +188,9 @@ def keys() -> tuple[str, str]:
 @pytest.fixture
 def gateway(frontend: Path, keys: tuple[str, str]) -> Iterator[Gateway]:
     demo = DemoConfig(keys[0], ["u00001", "u00002"])
-    with Gateway(_echo, port=0, frontend=frontend, demo=demo, timeout_s=2.0) as running:
+    with Gateway(
+        _echo, port=0, frontend=frontend, demo=demo, timeout_s=2.0, routes=ECHO_ROUTES
+    ) as running:
         yield running
 
 
@@ -216,6 +248,35 @@ def test_function_errors_map_to_api_gateway_statuses(gateway: Gateway) -> None:
     RELEASE_SLOW.set()  # the stuck invocation ends; the container serves the next one
     # the gateway survives all three
     assert _request(gateway, "GET", "/health")[0] == 200
+
+
+def test_what_api_gateway_has_no_route_for_never_reaches_the_function(
+    gateway: Gateway,
+) -> None:
+    invoked = []
+
+    def record(event: dict[str, Any], context: Any) -> Any:
+        invoked.append(event["path"])
+        return _echo(event, context)
+
+    with Gateway(record, port=0) as real:  # the REST API's own routes
+        for method, target in [
+            ("GET", "/nope"),
+            ("GET", "/recommend"),  # the resource needs its {user_id}
+            ("GET", "/"),
+            ("POST", "/health"),  # a resource, not with this method
+            ("HEAD", "/health"),
+            ("GET", "/docs/oauth2-redirect"),
+        ]:
+            status, _, body = _request(real, method, target)
+            assert status == 404, (method, target)
+            if method != "HEAD":
+                assert json.loads(body) == NO_ROUTE_BODY
+        assert invoked == []
+        # The docs pages are routes: the function decides (Settings.docs_enabled).
+        for target in ("/docs", "/redoc", "/openapi.json", "/health"):
+            assert _request(real, "GET", target)[0] == 200
+        assert invoked == ["/docs", "/redoc", "/openapi.json", "/health"]
 
 
 def test_payload_over_the_limit_is_413(gateway: Gateway) -> None:
@@ -294,7 +355,7 @@ def test_demo_learners_are_parsed_once_each() -> None:
 
 
 def test_demo_learners_without_a_key_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
-    from learnrec.cli import main
+    from learnrec_dev.cli import main
 
     assert main(["local", "gateway", "--port", "0", "--demo-learners", "u1"]) == 2
     assert "--dev-private-key" in capsys.readouterr().err
@@ -303,7 +364,7 @@ def test_demo_learners_without_a_key_is_a_usage_error(capsys: pytest.CaptureFixt
 def test_the_access_log_names_the_resource_not_the_learner(
     frontend: Path, capfd: pytest.CaptureFixture[str]
 ) -> None:
-    with Gateway(_echo, port=0, frontend=frontend, access_log=True) as running:
+    with Gateway(_echo, port=0, frontend=frontend, access_log=True, routes=ECHO_ROUTES) as running:
         assert _request(running, "GET", "/recommend/learner-8812?k=3")[0] == 200
         assert _request(running, "GET", "/ui/app.js")[0] == 200
     log = capfd.readouterr().err

@@ -12,7 +12,6 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from learnrec.cli import main
 from learnrec.data.dataset import interactions_from_events
 from learnrec.data.generator import (
     DEFAULT_END,
@@ -24,6 +23,7 @@ from learnrec.data.generator import (
     write_sample,
 )
 from learnrec.schemas import ContentItem, Event, EventType, Learner
+from learnrec_dev.cli import main
 
 SAMPLE_FILES = ("catalog.jsonl", "learners.jsonl", "events.jsonl", "truth.json")
 DENSE = {"users": 200, "items": 80, "events": 3000, "seed": 7}

@@ -14,7 +14,13 @@ import numpy as np
 import pytest
 from moto import mock_aws
 
-from learnrec.bundle import CATALOG_FILE, EMBEDDINGS_FILE, SPACE_FILE, write_manifest
+from learnrec.bundle import (
+    CATALOG_FILE,
+    EMBEDDINGS_FILE,
+    EVALUATION_FILE,
+    SPACE_FILE,
+    write_manifest,
+)
 from learnrec.config import Settings
 from learnrec.features.space import FeatureSpace
 from learnrec.pipeline.build_index import build_index
@@ -22,7 +28,6 @@ from learnrec.pipeline.definition import Mode
 from learnrec.pipeline.errors import StepError
 from learnrec.pipeline.functions import (
     ACTIVE_FILE,
-    EVALUATION_FILE,
     VERSION_FILE,
     promote_step,
     start_run,

@@ -23,7 +23,7 @@ from learnrec.evaluation.metrics import (
 LOG2 = math.log2
 
 
-def test_basic_case_from_the_brief() -> None:
+def test_precision_recall_and_ap_on_a_small_case() -> None:
     recs = ["a", "b", "c", "d"]
     rel = {"a", "c"}
     # top-3 = [a, b, c]; hits at ranks 1 and 3.
@@ -127,7 +127,7 @@ def test_bad_arguments_raise() -> None:
 
 def test_evaluate_rankings_averages_and_users_without_recommendations() -> None:
     recommendations = {
-        "u1": ["a", "b", "c", "d"],  # relevant {a, c}: the brief's case at k=3
+        "u1": ["a", "b", "c", "d"],  # relevant {a, c}: the small case above, at k=3
         "u2": ["x", "y"],  # relevant {y}: one hit at rank 2
         "u4": ["a", "z"],  # not in relevant: ignored for accuracy, counted for coverage
     }
@@ -153,7 +153,7 @@ def test_evaluate_rankings_averages_and_users_without_recommendations() -> None:
     assert result["recall@3"] == pytest.approx(2 / 3)
     # map: u1 = (1 + 2/3)/2 = 5/6, u2 = P@2 / min(3, 1) = 1/2, u3 = 0 -> (5/6 + 1/2) / 3
     assert result["map@3"] == pytest.approx((5 / 6 + 1 / 2) / 3)
-    # ndcg: u1 as in the brief, u2 = (1/log2(3)) / 1, u3 = 0
+    # ndcg: u1 as in the small case, u2 = (1/log2(3)) / 1, u3 = 0
     u1 = (1 + 1 / LOG2(4)) / (1 + 1 / LOG2(3))
     u2 = 1 / LOG2(3)
     assert result["ndcg@3"] == pytest.approx((u1 + u2) / 3)

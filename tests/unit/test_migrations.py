@@ -403,7 +403,7 @@ def test_cold_starts_check_the_schema_and_never_create_it(tmp_path: Path) -> Non
 def test_db_command_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     import json
 
-    from learnrec.cli import main
+    from learnrec_dev.cli import main
 
     url = ["--database-url", f"sqlite:///{tmp_path / 'cli.db'}"]
 

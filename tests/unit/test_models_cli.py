@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 
 from learnrec.bundle import write_manifest
-from learnrec.cli import main
 from learnrec.serving.model_store import LocalModelStore
+from learnrec_dev.cli import main
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -14,7 +14,7 @@ import pytest
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-from learnrec import packaging
+from learnrec_dev import packaging
 
 REPO = Path(__file__).resolve().parents[2]
 LAMBDA_MARKERS = {
@@ -124,3 +124,57 @@ def test_unknown_or_absent_functions_are_refused(tmp_path: Path) -> None:
     # Not asked for by name: a function without a handler yet is listed, not built.
     report = packaging.build(tmp_path, functions=absent, layers={})
     assert report.missing == ["ghost"] and report.functions == [] and report.fits
+
+
+def test_the_api_ships_no_faiss_and_leaves_a_layer_slot_free() -> None:
+    api = packaging.FUNCTIONS["api"]
+    assert len(api.layers) <= packaging.MAX_LAYERS - 1
+    for layer in api.layers:
+        assert "faiss-cpu" not in _pins(packaging.LAYERS[layer].requirements), layer
+
+
+@pytest.mark.skipif(packaging.binutils() is None, reason="GNU strip/readelf not installed")
+def test_strip_keeps_extensions_importable_and_leaves_patched_libraries_alone(
+    tmp_path: Path,
+) -> None:
+    import importlib.util
+    import shutil
+    import subprocess
+    import sys
+
+    def installed(package: str, pattern: str) -> Path:
+        spec = importlib.util.find_spec(package)
+        assert spec and spec.submodule_search_locations
+        return next(Path(spec.submodule_search_locations[0]).glob(pattern))
+
+    plain = installed("wrapt", "_wrappers*.so")  # unstripped, no RPATH
+    patched = installed("numpy", "_core/_multiarray_umath*.so")  # auditwheel's RPATH
+    root = tmp_path / "python"
+    (root / "pkg").mkdir(parents=True)
+    (root / "vendored.libs").mkdir()
+    shutil.copy2(plain, root / "pkg" / plain.name)
+    shutil.copy2(patched, root / "pkg" / patched.name)
+    shutil.copy2(plain, root / "vendored.libs" / plain.name)
+    (root / "pkg" / "notes.so.txt").write_text("not an ELF file")
+    before = {p: p.read_bytes() for p in root.rglob("*") if p.is_file()}
+
+    freed = packaging.strip_symbols(root)
+
+    stripped = root / "pkg" / plain.name
+    assert 0 < freed == len(before[stripped]) - stripped.stat().st_size
+    assert stripped.stat().st_mode == plain.stat().st_mode
+    unchanged = [p for p in before if p != stripped]
+    assert all(p.read_bytes() == before[p] for p in unchanged)
+    assert not list(root.rglob("*.stripped"))
+    # The stripped extension still imports and works (its dynamic symbols stayed).
+    probe = (
+        "import importlib.util, sys; "
+        f"spec = importlib.util.spec_from_file_location('_wrappers', r'{stripped}'); "
+        "module = importlib.util.module_from_spec(spec); spec.loader.exec_module(module); "
+        "print(module.ObjectProxy([1, 2, 3])[1:])"
+    )
+    completed = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert completed.returncode == 0, completed.stderr[-2000:]
+    assert completed.stdout.strip() == "[2, 3]"

@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from learnrec.local.processes import PID_SUFFIX, is_running, start_detached, stop_all
+from learnrec_dev.local.processes import PID_SUFFIX, is_running, start_detached, stop_all
 
 SLEEPER = [sys.executable, "-c", "import time; time.sleep(60)"]
 

@@ -24,9 +24,10 @@ from pathlib import Path
 from typing import Any
 
 from learnrec.deploy.api_client import EVENTS_PER_REQUEST, batches, request_json
-from learnrec.local import aws
-from learnrec.local.processes import is_running, start_detached, stop_all
+from learnrec.function_env import FunctionName, Value, function_environment
 from learnrec.stages import ResourceNames
+from learnrec_dev.local import aws
+from learnrec_dev.local.processes import is_running, start_detached, stop_all
 
 DEMO_LEARNERS = 5
 Log = Callable[[str], None]
@@ -70,7 +71,7 @@ class DemoResult:
 
 
 def _cli(*args: str) -> list[str]:
-    return [sys.executable, "-m", "learnrec.cli", *args]
+    return [sys.executable, "-m", "learnrec_dev.cli", *args]
 
 
 def _wait(what: str, check: Callable[[], bool], timeout_s: float, log_file: Path | None) -> None:
@@ -90,7 +91,11 @@ class Demo:
         self.log = log
         self.names = ResourceNames(options.stage)
         self.url = f"http://{aws.HOST}:{options.port}"
-        self.env: dict[str, str] = {}
+        # What the local functions are configured with, by Settings field (the same
+        # builder the stack uses gives each process its function's variables), and what
+        # every process gets besides: the local AWS, quiet Powertools, no tracing.
+        self.settings: dict[str, Value] = {}
+        self.local_env: dict[str, str] = {}
         self.private_pem = ""
 
     # -- stages --------------------------------------------------------------------
@@ -114,17 +119,18 @@ class Demo:
         aws.configure()
         local = aws.LocalAws(aws.ENDPOINT, None)
         resources = aws.create_resources(local, self.names)
-        self.env = {
+        self.settings = {
+            "database_url": self.options.database_url,
+            "model_store": self.names.model_store_url,
+            "model_check_interval_s": 2,
+            "s3_bucket": self.names.data_bucket,
+            "events_stream": self.names.events_stream,
+            "dead_letter_queue_url": resources["dead_letter_queue_url"],
+            "user_id_hash_secret_id": self.names.user_id_hash_secret,
+        }
+        self.local_env = {
             **aws.LOCAL_ENVIRONMENT,
-            "DATABASE_URL": self.options.database_url,
-            "MODEL_STORE": self.names.model_store_url,
-            "MODEL_CHECK_INTERVAL_S": "2",
-            "S3_BUCKET": self.names.data_bucket,
-            "KINESIS_STREAM_NAME": self.names.events_stream,
-            "DEAD_LETTER_QUEUE_URL": resources["dead_letter_queue_url"],
-            "USER_ID_HASH_SECRET_ID": self.names.user_id_hash_secret,
             "POWERTOOLS_TRACE_DISABLED": "true",
-            "POWERTOOLS_METRICS_NAMESPACE": "learnrec",
             "POWERTOOLS_LOG_LEVEL": "WARNING",
         }
         self.log(
@@ -144,7 +150,7 @@ class Demo:
             private.chmod(0o600)
             public.write_text(public_pem, encoding="ascii")
         self.private_pem = private.read_text(encoding="ascii")
-        self.env["JWT_PUBLIC_KEY"] = public.read_text(encoding="ascii")
+        self.settings["jwt_public_key"] = public.read_text(encoding="ascii")
 
     def sample_data(self) -> list[dict[str, Any]]:
         from datetime import UTC, datetime
@@ -195,13 +201,13 @@ class Demo:
                 "--demo-learners", learners, "--no-access-log",
             ),
             run_dir,
-            self.env,
+            self.environment("api"),
         )  # fmt: skip
         poller = start_detached(
             "poller",
             _cli("local", "poller", "--stream", self.names.events_stream, "--batch-size", "500"),
             run_dir,
-            self.env,
+            self.environment("ingest"),
         )
         _wait("the gateway answering /health", self._healthy, 120, gateway.log)
         self.log(f"gateway on {self.url} (pid {gateway.pid}), poller (pid {poller.pid})")
@@ -308,6 +314,10 @@ class Demo:
 
     # -- helpers -------------------------------------------------------------------
 
+    def environment(self, function: FunctionName) -> dict[str, str]:
+        """A local process's variables: the local AWS's, and what ``function`` reads."""
+        return {**self.local_env, **function_environment(function, self.settings)}
+
     def _healthy(self) -> bool:
         try:
             return request_json("GET", f"{self.url}/health", timeout=2)[0] == 200
@@ -319,7 +329,8 @@ class Demo:
 
         result = subprocess.run(
             _cli(*args),
-            env={**os.environ, **self.env},
+            # The pipeline's steps run here, the SageMaker jobs' among them.
+            env={**os.environ, **self.environment("job"), **self.environment("pipeline")},
             capture_output=capture,
             text=True,
             stdin=subprocess.DEVNULL,

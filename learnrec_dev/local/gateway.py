@@ -7,7 +7,11 @@ path parameters, multi-value headers and query strings, base64 for non-UTF-8 bod
 invokes ``functions/api/handler.py:handler`` with it, and writes the proxy response back
 the way API Gateway does (merged headers, decoded base64 bodies, 502 for a malformed
 response or a failing function, 504 after the 29 s integration timeout, 413 above the
-10 MB payload limit).
+10 MB payload limit). Its routes are the REST API's (:func:`learnrec.serving.apigw.
+api_routes`, from the app's OpenAPI spec, as the stack builds them): a method and path
+API Gateway has no route for is answered as API Gateway answers it, without invoking the
+function, so nothing works here that would not work there (``/docs`` and ``/redoc``
+included: the function serves them where ``Settings.docs_enabled`` says so).
 
 Concurrency: a threading HTTP server (one thread per connection, so keep-alive clients
 and slow uploads never block each other) in front of *one* function container that runs
@@ -46,12 +50,17 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from learnrec.serving.apigw import (
+    NO_ROUTE_BODY,
+    NO_ROUTE_STATUS,
     LambdaContext,
     ProxyResponseError,
+    api_routes,
     http_response,
     resolve_resource,
     rest_event,
+    route_methods,
 )
+from learnrec.serving.openapi_doc import Route
 
 HOST = "127.0.0.1"
 DEFAULT_PORT = 8000
@@ -252,7 +261,7 @@ class _RequestHandler(BaseHTTPRequestHandler):
     def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
         """API Gateway's access log names the resource, not the path: paths hold learner ids."""
         path = urlsplit(self.path).path
-        shown = path if path.startswith(UI_PREFIX) else resolve_resource(path)[0]
+        shown = path if path.startswith(UI_PREFIX) else self.server.gateway.resource_of(path)
         status = getattr(code, "value", code)
         self.log_message(
             '"%s %s %s" %s %s', self.command, shown, self.request_version, status, size
@@ -278,6 +287,7 @@ class Gateway:
         access_log: bool = False,
         timeout_s: float = INTEGRATION_TIMEOUT_S,
         stage: str = "local",
+        routes: Sequence[Route] | None = None,
     ) -> None:
         if frontend is not None and not (frontend / "index.html").is_file():
             raise FileNotFoundError(f"{frontend} has no index.html")
@@ -286,6 +296,8 @@ class Gateway:
         self.demo = demo
         self.access_log = access_log
         self.stage = stage
+        # The REST API's routes unless a test gives its own: resource -> methods.
+        self.methods = route_methods(api_routes() if routes is None else routes)
         self._server = _Server((HOST, port), _RequestHandler)
         self._server.gateway = self
         self._thread: threading.Thread | None = None
@@ -325,6 +337,10 @@ class Gateway:
 
     # ------------------------------------------------------------------ requests
 
+    def resource_of(self, path: str) -> str:
+        """The REST API resource ``path`` matches (``/{proxy+}`` when none does)."""
+        return resolve_resource(path, self.methods)[0]
+
     def respond(
         self, method: str, target: str, headers: Sequence[tuple[str, str]], body: bytes
     ) -> tuple[int, list[tuple[str, str]], bytes]:
@@ -339,7 +355,12 @@ class Gateway:
                 payload = body.decode("utf-8")  # what API Gateway passes for text bodies
             except UnicodeDecodeError:
                 payload = body  # base64 with isBase64Encoded, as for binary media types
-        event = rest_event(method, path, parts.query, headers, payload, stage=self.stage)
+        resource = self.resource_of(path)
+        if method.upper() not in self.methods.get(resource, ()):
+            return _json(NO_ROUTE_STATUS, NO_ROUTE_BODY)
+        event = rest_event(
+            method, path, parts.query, headers, payload, stage=self.stage, resources=self.methods
+        )
         try:
             result = self.container.invoke(event)
         except TimeoutError:

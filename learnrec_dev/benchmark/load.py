@@ -5,7 +5,7 @@ when 100 of them use the service at once: HTTP, the gateway's API Gateway transl
 queueing for the function container, the handler, and the local AWS behind it. locust
 runs headless in its own process (it monkey-patches the standard library with gevent,
 which must not leak into this process) with the tasks in
-:mod:`learnrec.benchmark.locustfile`, and its summary becomes ``DIR/load.json``.
+:mod:`learnrec_dev.benchmark.locustfile`, and its summary becomes ``DIR/load.json``.
 
 If a gateway already answers on the port (``make demo``), it is measured as it is, with
 the demo learners from its ``/ui/config.json``. Otherwise this command brings up what it
@@ -38,12 +38,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from learnrec.local.gateway import DEFAULT_PORT, HOST
+from learnrec_dev.local.gateway import DEFAULT_PORT, HOST
 
 if TYPE_CHECKING:
     from learnrec.data.generator import GeneratedData
-    from learnrec.local.aws import LocalAws
     from learnrec.stages import ResourceNames
+    from learnrec_dev.local.aws import LocalAws
 
 RESULT_FILE = "load.json"
 DEFAULT_BUNDLE = Path("build/sample-bundle")
@@ -82,7 +82,7 @@ def run_load(
         raise ValueError("--spawn-rate must be positive")
     out.mkdir(parents=True, exist_ok=True)
     url = f"http://{HOST}:{port}"
-    from learnrec.local.aws import is_listening
+    from learnrec_dev.local.aws import is_listening
 
     with ExitStack() as stack:
         reused = is_listening(HOST, port)
@@ -127,8 +127,9 @@ def _local_stack(
     port: int, out: Path, bundle: Path, stage: str, data: GeneratedData | None, progress: bool
 ) -> Iterator[None]:
     """Local AWS, resources, bundle, database and gateway; stops what it started."""
-    from learnrec.local.aws import create_resources, local_aws
+    from learnrec.function_env import Value, process_environment
     from learnrec.stages import ResourceNames
+    from learnrec_dev.local.aws import create_resources, local_aws
 
     work = out / "work"
     work.mkdir(parents=True, exist_ok=True)
@@ -143,26 +144,26 @@ def _local_stack(
         hash_key = str(secret["SecretString"]).encode()
         learners, database_url = seed_database(work, hash_key, data)
         private_key, public_pem = _dev_keys(work)
+        # The api function's variables, and none of the shell's settings besides.
+        settings: dict[str, Value] = {
+            "database_url": database_url,
+            "model_store": names.model_store_url,
+            "jwt_public_key": public_pem,
+            "user_id_hash_secret_id": names.user_id_hash_secret,
+            "events_stream": names.events_stream,
+        }
         env = {
-            **os.environ,
+            **process_environment("api", settings, os.environ, namespace="learnrec-load"),
             "AWS_ENDPOINT_URL": aws.endpoint,
             "AWS_ACCESS_KEY_ID": "testing",
             "AWS_SECRET_ACCESS_KEY": "testing",
             "AWS_DEFAULT_REGION": names.region,
-            "DATABASE_URL": database_url,
-            "MODEL_STORE": names.model_store_url,
-            "JWT_PUBLIC_KEY": public_pem,
-            "USER_ID_HASH_SECRET_ID": names.user_id_hash_secret,
-            "KINESIS_STREAM_NAME": names.events_stream,
             "POWERTOOLS_TRACE_DISABLED": "true",
-            "POWERTOOLS_METRICS_NAMESPACE": "learnrec-load",
         }
-        for name in ("USER_ID_HASH_KEY", "JWT_JWKS", "JWT_SECRET_ID"):
-            env.pop(name, None)
         argv = [
             sys.executable,
             "-m",
-            "learnrec.cli",
+            "learnrec_dev.cli",
             "local",
             "gateway",
             "--port",
@@ -190,7 +191,7 @@ def ensure_bundle(bundle: Path, work: Path, progress: bool) -> Path:
     """``bundle`` if it holds a model; otherwise train the sample bundle into it."""
     if (bundle / "manifest.json").is_file():
         return bundle
-    from learnrec.benchmark.quality import Source, run_quality
+    from learnrec_dev.benchmark.quality import Source, run_quality
 
     _say(progress, f"no bundle in {bundle}: training the sample bundle (a few minutes)")
     quality = work / "quality"
@@ -227,10 +228,10 @@ def seed_database(
     """
     from collections import Counter
 
-    from learnrec.benchmark.serving import seed_database as write_learners
     from learnrec.data.generator import generate
     from learnrec.identity import UserIdHasher
     from learnrec.storage import CatalogStore, make_engine
+    from learnrec_dev.benchmark.serving import seed_database as write_learners
 
     path = work / "learnrec.db"
     path.unlink(missing_ok=True)

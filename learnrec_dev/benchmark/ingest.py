@@ -32,7 +32,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from learnrec.benchmark.arguments import at_least
+from learnrec_dev.benchmark.arguments import at_least
 
 RESULT_FILE = "ingest.json"
 TARGET_EVENTS_PER_S = 5000.0
@@ -125,10 +125,11 @@ def run_ingest(
     """Run the benchmark; return what it writes to ``DIR/ingest.json``."""
     from learnrec.config import Settings
     from learnrec.events.producer import KinesisProducer
+    from learnrec.function_env import Value, function_environment
     from learnrec.identity import UserIdHasher, user_id_hash_key
-    from learnrec.local.aws import create_resources, local_aws, local_environment
-    from learnrec.local.poller import KinesisPoller
     from learnrec.stages import ResourceNames
+    from learnrec_dev.local.aws import create_resources, local_aws, local_environment
+    from learnrec_dev.local.poller import KinesisPoller
 
     if events < 1:
         raise ValueError("--events must be at least 1")
@@ -142,18 +143,18 @@ def run_ingest(
     with local_aws(log_file=work / "moto_server.log") as aws, local_environment():
         names = ResourceNames(stage=f"bench{uuid.uuid4().hex[:8]}")
         resources = create_resources(aws, names, shards=shards)
-        env = {
-            "DATABASE_URL": f"sqlite:///{work / 'ingest.db'}",
-            "S3_BUCKET": names.data_bucket,
-            "DEAD_LETTER_QUEUE_URL": resources["dead_letter_queue_url"],
-            "USER_ID_HASH_SECRET_ID": names.user_id_hash_secret,
-            "KINESIS_STREAM_NAME": names.events_stream,
-            "POWERTOOLS_LOG_LEVEL": "WARNING",
-            "POWERTOOLS_SERVICE_NAME": "learnrec-ingest",
+        database_url = f"sqlite:///{work / 'ingest.db'}"
+        settings: dict[str, Value] = {
+            "database_url": database_url,
+            "s3_bucket": names.data_bucket,
+            "dead_letter_queue_url": resources["dead_letter_queue_url"],
+            "user_id_hash_secret_id": names.user_id_hash_secret,
+            "events_stream": names.events_stream,
         }
+        env = {**function_environment("ingest", settings), "POWERTOOLS_LOG_LEVEL": "WARNING"}
         from learnrec.storage.migrate import upgrade
 
-        upgrade(env["DATABASE_URL"])  # the schema, as the deployment's migration makes it
+        upgrade(database_url)  # the schema, as the deployment's migration makes it
         with _environment(env):
             handler = load_handler()
             t = time.perf_counter()

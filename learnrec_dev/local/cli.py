@@ -1,10 +1,10 @@
 """``learnrec local ...``: run learnrec's AWS parts on this machine.
 
 ``learnrec local gateway`` serves the API Lambda over HTTP on 127.0.0.1 (see
-:mod:`learnrec.local.gateway`); ``learnrec local poller`` feeds the Kinesis stream on the
-local AWS to the ingest Lambda (:mod:`learnrec.local.poller`); ``learnrec local demo``
+:mod:`learnrec_dev.local.gateway`); ``learnrec local poller`` feeds the Kinesis stream on the
+local AWS to the ingest Lambda (:mod:`learnrec_dev.local.poller`); ``learnrec local demo``
 runs the main job end to end and ``learnrec local stop`` ends what it started
-(:mod:`learnrec.local.demo`). The handlers read their configuration from the
+(:mod:`learnrec_dev.local.demo`). The handlers read their configuration from the
 environment, as in Lambda (``DATABASE_URL``, ``MODEL_STORE``, ``JWT_PUBLIC_KEY``, ...);
 the flags here only configure what runs around them.
 """
@@ -19,7 +19,7 @@ import threading
 from pathlib import Path
 from types import FrameType
 
-from learnrec.local.gateway import (
+from learnrec_dev.local.gateway import (
     DEFAULT_PORT,
     HOST,
     DemoConfig,
@@ -95,7 +95,7 @@ def _gateway(args: argparse.Namespace) -> int:
 
 
 def _poller(args: argparse.Namespace) -> int:
-    from learnrec.local.poller import KinesisPoller
+    from learnrec_dev.local.poller import KinesisPoller
 
     handler = load_handler(args.handler or default_ingest_handler_path())
     poller = KinesisPoller(args.stream, handler, batch_size=args.batch_size)
@@ -119,7 +119,7 @@ def default_ingest_handler_path() -> Path:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from learnrec.local.demo import DemoError, DemoOptions, run_demo
+    from learnrec_dev.local.demo import DemoError, DemoOptions, run_demo
 
     options = DemoOptions(
         out=args.out,
@@ -138,7 +138,7 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _stop(args: argparse.Namespace) -> int:
-    from learnrec.local.demo import stop_demo
+    from learnrec_dev.local.demo import stop_demo
 
     stopped = stop_demo(args.out)
     print("stopped: " + (", ".join(stopped) if stopped else "nothing was running"))

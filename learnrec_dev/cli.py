@@ -10,15 +10,9 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from learnrec.benchmark.batch import add_batch_command
-from learnrec.benchmark.ingest import add_ingest_command
-from learnrec.benchmark.load import add_load_command
-from learnrec.benchmark.package import add_package_command
-from learnrec.benchmark.serving import add_serving_command
 from learnrec.data.importers import DataFormatError
 from learnrec.deploy.cli import add_deploy_commands
 from learnrec.events.report_cli import add_report_commands
-from learnrec.local.cli import add_local_commands
 from learnrec.pipeline.cli import add_models_commands, add_pipeline_commands
 from learnrec.privacy.cli import add_privacy_commands
 from learnrec.schemas import describe_errors
@@ -26,6 +20,13 @@ from learnrec.serving.auth_cli import add_auth_commands
 from learnrec.serving.batch_cli import add_recommend_commands
 from learnrec.serving.openapi_doc import add_docs_command
 from learnrec.storage.cli import add_db_commands
+from learnrec_dev.benchmark.batch import add_batch_command
+from learnrec_dev.benchmark.ingest import add_ingest_command
+from learnrec_dev.benchmark.load import add_load_command
+from learnrec_dev.benchmark.package import add_package_command
+from learnrec_dev.benchmark.serving import add_serving_command
+from learnrec_dev.local import aws
+from learnrec_dev.local.cli import add_local_commands
 
 SEPARATORS = {"TAB": "\t", "COMMA": ","}
 
@@ -61,7 +62,7 @@ def _load_catalog(args: argparse.Namespace) -> int:
 
 
 def _quality(args: argparse.Namespace) -> int:
-    from learnrec.benchmark.quality import Source, run_quality
+    from learnrec_dev.benchmark.quality import Source, run_quality
 
     columns = [c.strip() for c in args.columns.split(",")] if args.columns else None
     source = Source(
@@ -123,7 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_auth_commands(commands)
     add_report_commands(commands)
-    add_pipeline_commands(commands)
+    add_pipeline_commands(commands, prepare_aws=aws.prepare_stage)
     add_models_commands(commands)
     add_local_commands(commands)
     add_deploy_commands(commands)

@@ -1,6 +1,6 @@
 """``learnrec benchmark batch``: how fast batch recommendations go through many learners.
 
-The data is the serving benchmark's (:mod:`learnrec.benchmark.serving`): a synthetic
+The data is the serving benchmark's (:mod:`learnrec_dev.benchmark.serving`): a synthetic
 catalog, learners with profiles and Zipf-distributed histories in SQLite, and a bundle
 of production size written by the training code's writers (random tower weights, a
 ranker fitted on random labels). What is timed is the real job, :func:`run_batch`: the
@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from learnrec.benchmark.arguments import at_least
+from learnrec_dev.benchmark.arguments import at_least
 
 RESULT_FILE = "batch.json"
 TARGET_S_PER_100K = 600.0
@@ -42,19 +42,19 @@ def run_batch_benchmark(
     import numpy as np
     from tqdm.auto import tqdm
 
-    from learnrec.benchmark.serving import (
-        build_bundle,
-        seed_database,
-        synthetic_catalog,
-        synthetic_histories,
-        synthetic_learners,
-    )
     from learnrec.config import Settings
     from learnrec.serving.batch import FolderSink, Learners, run_batch
     from learnrec.serving.context import load_recommender
     from learnrec.serving.model_store import ActiveModel, LocalModelStore
     from learnrec.storage import make_engine
     from learnrec.storage.bulk import known_learners
+    from learnrec_dev.benchmark.serving import (
+        build_bundle,
+        seed_database,
+        synthetic_catalog,
+        synthetic_histories,
+        synthetic_learners,
+    )
 
     if learners < 1 or items < 100:
         raise ValueError("--learners must be at least 1 and --items at least 100")

@@ -24,7 +24,7 @@ from learnrec.ranking.model import RankerParams
 from learnrec.training.retrieval import RetrievalParams
 
 TARGET_NOTES = {
-    "sample": "Targets (brief): two_tower_ranker precision@10 > 0.25 and ndcg@10 > 0.40, "
+    "sample": "Targets: two_tower_ranker precision@10 > 0.25 and ndcg@10 > 0.40, "
     "both 15% above popularity; CTR lift >= +15%.",
     "mooccube": "Target: two_tower_ranker ndcg@10 >= 0.36 (popularity ~0.22, item-kNN ~0.33).",
 }

@@ -22,7 +22,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from learnrec.stages import EMPTY_JWT_SECRET, LOCAL_REGION, ResourceNames
 
@@ -212,3 +212,15 @@ def create_resources(aws: LocalAws, names: ResourceNames, shards: int = 1) -> di
         "jwt_secret": names.jwt_secret,
         "model_package_group": names.model_package_group,
     }
+
+
+def prepare_stage(stage: str, out: TextIO) -> None:
+    """Use ``AWS_ENDPOINT_URL`` if set; otherwise the local AWS, started if nothing answers,
+    with the stage's resources (what ``learnrec pipeline run`` needs before its first step)."""
+    if os.environ.get("AWS_ENDPOINT_URL"):
+        return
+    local = start()
+    os.environ.update(LOCAL_ENVIRONMENT)
+    if local.started_here:
+        print(f"started moto server on {ENDPOINT} (it keeps running)", file=out)
+    create_resources(local, ResourceNames(stage))

@@ -1,7 +1,7 @@
 """``learnrec benchmark package``: does each Lambda function, with its layers, deploy?
 
 Builds the layers and function folders exactly as the CDK app deploys them
-(:mod:`learnrec.packaging`), then reports per function its unzipped size with layers
+(:mod:`learnrec_dev.packaging`), then reports per function its unzipped size with layers
 (what Lambda's 250 MB limit counts), its zipped size (what is uploaded), and whether its
 handler imports with CPython 3.12 and nothing but its own package on the path. Writes
 ``DIR/package.json`` and prints a table.
@@ -14,7 +14,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from learnrec import packaging
+from learnrec_dev import packaging
 
 RESULT_FILE = "package.json"
 

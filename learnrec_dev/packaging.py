@@ -11,10 +11,17 @@ the file was written against ``requirements/constraints.txt``, and nothing the f
 not list can creep in. That is how boto3/botocore stay out: the Lambda runtime provides
 them, and a second copy would only cost space.
 
+Shared libraries that a wheel ships with their ELF symbol tables are stripped of them
+(``strip --strip-unneeded``, when GNU binutils are at hand): the dynamic symbols a loader
+resolves stay, only the link-time tables go (~11 MB, most of it SQLAlchemy's compiled
+extensions and cryptography's). Libraries that auditwheel grafted or patched (in a
+``*.libs`` folder, or with an RPATH/RUNPATH) are left as they are: ``strip`` has been
+known to damage files that patchelf rewrote.
+
 The modules a handler imports at cold start are compiled for 3.12 when a CPython 3.12
 is at hand (``unchecked-hash`` pycs, valid whatever the file times): Lambda's file system
 is read-only, so without them every cold start compiles them again. Only those: pycs
-for every file would add ~30 MB and push the api function over the limit.
+for every file would add ~30 MB, for modules no cold start loads.
 
 A function may use at most five layers and its code plus layers must stay under 250 MB
 unzipped; :func:`build` checks that and raises :class:`PackageTooLarge` otherwise.
@@ -54,10 +61,13 @@ OMITTED: dict[str, str] = {
     "scipy": "only xgboost's Python package imports it; serving calls libxgboost directly",
     "opensearch-protobufs": "opensearch-py's gRPC transport, which learnrec does not use",
     "grpcio": "needed only by opensearch-protobufs",
+    "protobuf": "onnxruntime's model tools (trimmed); its runtime links protobuf in C++",
+    "flatbuffers": "onnxruntime's model tools (trimmed); its runtime never imports it",
+    "packaging": "onnxruntime's model tools (trimmed); its runtime never imports it",
 }
 STAMP_FILE = ".learnrec-layer.json"
 # Bump when trimming changes, so that layers built with older rules are rebuilt.
-TRIM_RULES_VERSION = 2
+TRIM_RULES_VERSION = 4
 
 # Never imported at run time: test suites, bytecode caches (Lambda's file system is
 # read-only, so they could not even be written), typing stubs, C headers and sources.
@@ -65,7 +75,8 @@ _TRIM_DIRS = frozenset({"__pycache__", "tests"})
 _TRIM_SUFFIXES = (".pyc", ".pyi", ".h", ".hpp", ".c", ".cpp", ".pxd", ".pyx", ".a")
 # Package folders of developer tooling that the runtime packages never import: numpy's
 # C headers and f2py, onnxruntime's model conversion, quantization and transformer
-# optimisation tools, XGBoost's integrations (Dask, Spark, plotting, testing).
+# optimisation tools and ONNX backend (which imports onnx, not installed), XGBoost's
+# integrations (Dask, Spark, plotting, testing).
 _TRIM_PATHS = (
     "numpy/_core/include",
     "numpy/f2py",
@@ -74,6 +85,7 @@ _TRIM_PATHS = (
     "onnxruntime/transformers",
     "onnxruntime/quantization",
     "onnxruntime/datasets",
+    "onnxruntime/backend",
     "xgboost/dask",
     "xgboost/spark",
     "xgboost/testing",
@@ -101,6 +113,9 @@ class LayerSpec:
                 "python": PYTHON_VERSION,
                 "platforms": PLATFORMS,
                 "trim": TRIM_RULES_VERSION,
+                # Built where binutils were missing, a layer keeps its symbol tables:
+                # rebuild it where they are found.
+                "strip": binutils() is not None,
             }
         )
         return hashlib.sha256(text.encode()).hexdigest()
@@ -136,8 +151,9 @@ def _load_layers(root: Path) -> dict[str, LayerSpec]:
 
 LAYERS: dict[str, LayerSpec] = _load_layers(LAYERS_DIR)
 FUNCTIONS: dict[str, FunctionSpec] = {
+    # Four layers: a fifth stays free for a new dependency.
     "api": FunctionSpec(
-        "api", "functions/api", "handler.handler", ("base", "db", "web", "numpy", "ml")
+        "api", "functions/api", "handler.handler", ("base", "db", "numpy", "serving")
     ),
     "ingest": FunctionSpec("ingest", "functions/ingest", "handler.handler", ("base", "db")),
     # The scheduled erasure and retention sweeps (learnrec.privacy.maintenance).
@@ -397,7 +413,7 @@ def _pip_install(requirements: Path, target: Path) -> None:
 
 
 def trim(root: Path) -> int:
-    """Delete what the runtime never reads (see ``_TRIM_*``); returns the bytes freed."""
+    """Delete what the runtime never reads (see ``_TRIM_*``), strip symbol tables; bytes freed."""
     freed = 0
     for relative in _TRIM_PATHS:
         path = root / relative
@@ -415,7 +431,64 @@ def trim(root: Path) -> int:
         elif path.is_file() and path.name.endswith(_TRIM_SUFFIXES):
             freed += path.stat().st_size
             path.unlink()
+    return freed + strip_symbols(root)
+
+
+def binutils() -> tuple[str, str] | None:
+    """GNU ``strip`` and ``readelf``, if both are here (None: layers keep symbol tables)."""
+    strip, readelf = shutil.which("strip"), shutil.which("readelf")
+    if not strip or not readelf:
+        return None
+    try:
+        version = subprocess.run(
+            [strip, "--version"], capture_output=True, text=True, timeout=30, check=False
+        ).stdout
+    except OSError:
+        return None
+    return (strip, readelf) if "GNU" in version else None
+
+
+def strip_symbols(root: Path) -> int:
+    """Strip the ELF symbol tables of the shared libraries under ``root``; bytes freed.
+
+    Skips what auditwheel grafted or patched (see the module doc) and anything ``strip``
+    fails on; a file is replaced only by a smaller stripped copy.
+    """
+    tools = binutils()
+    if tools is None:
+        return 0
+    strip, readelf = tools
+    freed = 0
+    for path in sorted(root.rglob("*.so*")):
+        if not path.is_file() or path.is_symlink() or not _is_elf(path):
+            continue
+        if any(part.endswith(".libs") for part in path.relative_to(root).parts[:-1]):
+            continue
+        dynamic = subprocess.run(
+            [readelf, "-d", str(path)], capture_output=True, text=True, timeout=60, check=False
+        )
+        if dynamic.returncode != 0 or "(RPATH)" in dynamic.stdout or "(RUNPATH)" in dynamic.stdout:
+            continue
+        stripped = path.with_name(path.name + ".stripped")
+        done = subprocess.run(
+            [strip, "--strip-unneeded", "-o", str(stripped), str(path)],
+            capture_output=True,
+            timeout=120,
+            check=False,
+        )
+        before = path.stat().st_size
+        if done.returncode == 0 and stripped.is_file() and stripped.stat().st_size < before:
+            shutil.copymode(path, stripped)
+            freed += before - stripped.stat().st_size
+            stripped.replace(path)
+        else:
+            stripped.unlink(missing_ok=True)
     return freed
+
+
+def _is_elf(path: Path) -> bool:
+    with path.open("rb") as handle:
+        return handle.read(4) == b"\x7fELF"
 
 
 def build_function(spec: FunctionSpec, out: Path = DEFAULT_OUT, repo: Path = REPO) -> Path:
@@ -452,12 +525,15 @@ def precompile_cold_path(spec: FunctionSpec, python: str, out: Path = DEFAULT_OU
     """Compile (3.12, unchecked-hash) every module the handler's import loads; returns how many.
 
     Runs the import as :func:`import_check` does (isolated, only the package on the
-    path); the pycs land in the function folder and in its layers.
+    path); the pycs land in the function folder and in its layers. Nothing else writes
+    bytecode into them (``-B`` here and in the import check), so what is measured and
+    deployed is the same whatever ran before.
     """
     paths = [str(function_dir(spec.name, out).resolve())]
     paths += [str((layer_dir(layer, out) / "python").resolve()) for layer in spec.layers]
+    probe = json.dumps([paths, _module(spec)])
     completed = subprocess.run(
-        [python, "-I", "-S", "-c", _PRECOMPILE_PROBE, json.dumps([paths, _module(spec)])],
+        [python, "-I", "-S", "-B", "-c", _PRECOMPILE_PROBE, probe],
         capture_output=True,
         text=True,
         timeout=600,
@@ -608,6 +684,7 @@ def import_check(
             python,
             "-I",
             "-S",
+            "-B",  # writes no bytecode into the package it checks
             "-c",
             _IMPORT_PROBE,
             json.dumps([paths, module, FORBIDDEN_AT_RUNTIME]),
