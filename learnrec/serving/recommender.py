@@ -142,6 +142,25 @@ class ModelBundle:
         vector: np.ndarray = self.towers.user(**inputs)[0]
         return vector
 
+    def ranking_features(
+        self,
+        history: Sequence[HistoryItem],
+        profile: Learner | None,
+        candidate_ids: Sequence[str],
+        retrieval_scores: np.ndarray,
+    ) -> np.ndarray:
+        """The ranker's input [C, F] for the learner's candidates, in the order given:
+        the same features training computed (:mod:`learnrec.features.ranking`)."""
+        state = LearnerState.of(
+            self.space,
+            [h.content_id for h in history],
+            [h.strength for h in history],
+            profile.level if profile else None,
+            profile.interests if profile else (),
+        )
+        candidates = self.space.items.lookup(candidate_ids)
+        return ranking_features(self.stats, state, candidates, retrieval_scores)
+
     def item_vectors_for(self, items: Sequence[ContentItem]) -> np.ndarray:
         """Vectors [N, D] for catalog items, new ones included, from the item tower."""
         tokens = [
@@ -435,15 +454,7 @@ class Recommender:
         scores = retrieval
         if bundle.ranker is not None:
             try:
-                state = LearnerState.of(
-                    bundle.space,
-                    [h.content_id for h in history],
-                    [h.strength for h in history],
-                    profile.level if profile else None,
-                    profile.interests if profile else (),
-                )
-                candidates = bundle.space.items.lookup(ids)
-                features = ranking_features(bundle.stats, state, candidates, retrieval)
+                features = bundle.ranking_features(history, profile, ids, retrieval)
                 scores = bundle.ranker.score(features)
             except Exception:  # the ranker is an improvement, not a dependency
                 logger.exception("ranker failed")

@@ -916,8 +916,6 @@ class ComputeFloor:
     def run(self, inputs: dict[str, Any]) -> None:
         import numpy as np
 
-        from learnrec.features.ranking import LearnerState, ranking_features
-
         recommender = self.recommender
         bundle = recommender.bundle
         history, profile = inputs["history"], inputs["profile"]
@@ -925,16 +923,9 @@ class ComputeFloor:
         hits = recommender.index.search(vector, recommender.top_k_retrieval, inputs["filter"])
         if not hits or bundle.ranker is None:
             return
-        state = LearnerState.of(
-            bundle.space,
-            [h.content_id for h in history],
-            [h.strength for h in history],
-            profile.level if profile else None,
-            profile.interests if profile else (),
-        )
         retrieval = np.array([h.score for h in hits], dtype=np.float32)
-        candidates = bundle.space.items.lookup(h.content_id for h in hits)
-        bundle.ranker.score(ranking_features(bundle.stats, state, candidates, retrieval))
+        ids = [h.content_id for h in hits]
+        bundle.ranker.score(bundle.ranking_features(history, profile, ids, retrieval))
 
 
 def bare_import_seconds(work: Path, runs: int = BARE_IMPORT_RUNS) -> dict[str, Any]:
