@@ -18,6 +18,8 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 LAMBDA_POOL_SIZE, LAMBDA_MAX_OVERFLOW = 1, 1
 DEFAULT_POOL_SIZE, DEFAULT_MAX_OVERFLOW = 5, 10  # SQLAlchemy's own defaults
+DEFAULT_DATABASE_URL = "sqlite:///learnrec.db"
+"""A file in the working directory: what runs with no database configured."""
 MAX_TOKEN_LIFETIME_S = 24 * 3600
 """Longest ``exp - iat`` a token may have unless ``JWT_MAX_LIFETIME_S`` says otherwise."""
 
@@ -25,7 +27,7 @@ MAX_TOKEN_LIFETIME_S = 24 * 3600
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(extra="ignore", frozen=True)
 
-    database_url: str = "sqlite:///learnrec.db"
+    database_url: str = DEFAULT_DATABASE_URL
     # In AWS: the Aurora secret the URL is built from (learnrec.storage.url), and the host
     # to connect to instead of the secret's: the RDS Proxy endpoint. Through the proxy
     # the connection needs TLS (DATABASE_SSLMODE, "require" unless set otherwise).

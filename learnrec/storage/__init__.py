@@ -4,9 +4,9 @@ Callers import from here, not from the submodules, so tables can move between mo
 without breaking them.
 """
 
+from ..config import DEFAULT_DATABASE_URL
 from .catalog import (
     CHUNK_SIZE,
-    DEFAULT_DATABASE_URL,
     Base,
     CatalogStore,
     ContentItemRow,

@@ -46,10 +46,9 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.types import TypeDecorator
 
-from ..config import Settings
+from ..config import DEFAULT_DATABASE_URL, Settings
 from ..schemas import ContentItem, EventType, Learner
 
-DEFAULT_DATABASE_URL = "sqlite:///learnrec.db"
 # Big enough to amortise round trips, small enough to stay far below PostgreSQL's 65535
 # bind-parameter limit for a multi-row INSERT (9 columns x 500 rows).
 CHUNK_SIZE = 500
