@@ -81,10 +81,9 @@ def index_raises(api: Api) -> Iterator[None]:
 
 
 @contextmanager
-def kinesis_unreachable(api: Api) -> Iterator[None]:
-    client = boto3.client("kinesis", endpoint_url=f"http://{REFUSING}", config=FAST)
-    real = api.context.events
-    api.context.events = KinesisEventSink(client, STREAM, real.hash_key if real else b"k")
+def event_sink(api: Api, sink: KinesisEventSink) -> Iterator[None]:
+    """The API sends its events to ``sink`` inside the block, to its own again after."""
+    real, api.context.events = api.context.events, sink
     try:
         yield
     finally:
@@ -92,15 +91,20 @@ def kinesis_unreachable(api: Api) -> Iterator[None]:
 
 
 @contextmanager
+def kinesis_unreachable(api: Api) -> Iterator[None]:
+    client = boto3.client("kinesis", endpoint_url=f"http://{REFUSING}", config=FAST)
+    real = api.context.events
+    with event_sink(api, KinesisEventSink(client, STREAM, real.hash_key if real else b"k")):
+        yield
+
+
+@contextmanager
 def kinesis_stream_missing(api: Api) -> Iterator[None]:
     """moto answers ResourceNotFoundException, naming the stream's account."""
     real = api.context.events
     assert real is not None
-    api.context.events = KinesisEventSink(real.client, "no-such-stream", real.hash_key)
-    try:
+    with event_sink(api, KinesisEventSink(real.client, "no-such-stream", real.hash_key)):
         yield
-    finally:
-        api.context.events = real
 
 
 @contextmanager
@@ -338,8 +342,7 @@ def test_a_catalog_update_with_the_database_down_leaves_the_index_alone(
 
 def test_some_events_refused_by_the_stream_are_202_with_a_retry_hint(api: Api, item: str) -> None:
     """Kinesis refusing part of a request: the rest is taken; the refused ones say retry."""
-    ctx = api.context
-    real = ctx.events
+    real = api.context.events
     assert real is not None
     calls = {"n": 0}
 
@@ -357,12 +360,10 @@ def test_some_events_refused_by_the_stream_are_202_with_a_retry_hint(api: Api, i
             response["FailedRecordCount"] = len(response["Records"]) // 2
             return response
 
-    ctx.events = KinesisEventSink(HalfThrottled(), STREAM, real.hash_key, max_attempts=1)
-    try:
+    throttled = KinesisEventSink(HalfThrottled(), STREAM, real.hash_key, max_attempts=1)
+    with event_sink(api, throttled):
         events = [{**EVENT, "content_id": f"c0000{i}"} for i in range(1, 5)]
         status, body = api.call("POST", "/events", body=events, token=api.token("s", "service"))
-    finally:
-        ctx.events = real
     assert status == 202 and body["accepted"] == 2 and body["rejected"] == 2, body
     refused = [r for r in body["results"] if not r["accepted"]]
     assert all("send it again" in r["errors"][0]["message"] for r in refused)
