@@ -21,7 +21,7 @@ INGEST = "ingest"
 PIPELINE = "pipeline"
 MAINTENANCE = "maintenance"
 
-# api (learnrec.serving.api, learnrec.serving.telemetry)
+# api (learnrec.serving.routes.recommend, learnrec.serving.telemetry)
 LATENCY = "recommend_request_duration_seconds"
 SUCCESS = "recommend_success_total"  # every recommend response, degraded or not
 SCORE_MEAN = "model_score_mean"

@@ -4,8 +4,7 @@ The api function (``functions/api/handler.py``) emits them as CloudWatch EMF thr
 Powertools, in namespace ``learnrec``, under two dimension sets: ``service`` (what the
 dashboard and the service-wide alarms read) and ``service`` + ``function_version`` (the
 Lambda version that served the request), so that a canary deployment is judged on the new
-version's own responses rather than on the mix of old and new. The names are re-exported
-here for the modules that already count on them.
+version's own responses rather than on the mix of old and new.
 """
 
 from __future__ import annotations
@@ -14,39 +13,11 @@ from collections.abc import Mapping
 from typing import Any, Protocol
 
 from learnrec.metric_names import (
-    FALLBACKS,
-    LATENCY,
-    NAMESPACE,
-    OPTED_OUT,
     RESPONSES,
-    SCORE_MEAN,
     SERVICE_DIMENSION,
-    STATUS_CLASSES,
-    SUCCESS,
     VERSION_DIMENSION,
-    fallback_metric,
     status_class_metric,
 )
-
-__all__ = [
-    "FALLBACKS",
-    "LATENCY",
-    "NAMESPACE",
-    "OPTED_OUT",
-    "RESPONSES",
-    "SCORE_MEAN",
-    "SERVICE_DIMENSION",
-    "STATUS_CLASSES",
-    "SUCCESS",
-    "VERSION_DIMENSION",
-    "VERSION_ENV",
-    "MetricsSink",
-    "add_version_dimensions",
-    "count_response",
-    "fallback_metric",
-    "status_class",
-    "status_class_metric",
-]
 
 #: Lambda's own variable: ``$LATEST`` or the published version number behind an alias.
 VERSION_ENV = "AWS_LAMBDA_FUNCTION_VERSION"

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from aws_lambda_powertools import Metrics
 
+from learnrec import metric_names
 from learnrec.serving import telemetry
 from learnrec.serving.recommender import Fallback
 
@@ -25,8 +26,8 @@ def invoke(metrics: Metrics, environ: dict[str, str], statuses: list[int]) -> No
     @metrics.log_metrics
     def handler(event: Any, context: Any) -> None:
         telemetry.add_version_dimensions(metrics, "api", environ)
-        metrics.add_metric(name=telemetry.SUCCESS, unit="Count", value=1)
-        fallback = telemetry.fallback_metric(Fallback.POPULARITY)
+        metrics.add_metric(name=metric_names.SUCCESS, unit="Count", value=1)
+        fallback = metric_names.fallback_metric(Fallback.POPULARITY)
         metrics.add_metric(name=fallback, unit="Count", value=1)
         for status in statuses:
             telemetry.count_response(metrics, status)
@@ -37,7 +38,7 @@ def invoke(metrics: Metrics, environ: dict[str, str], statuses: list[int]) -> No
 def test_each_metric_is_published_per_service_and_per_version(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    metrics = Metrics(namespace=telemetry.NAMESPACE, service="api")
+    metrics = Metrics(namespace=metric_names.NAMESPACE, service="api")
     invoke(metrics, {telemetry.VERSION_ENV: "42"}, [503])
     (document,) = emf_documents(capsys.readouterr().out)
     (directive,) = document["_aws"]["CloudWatchMetrics"]
@@ -56,7 +57,7 @@ def test_each_metric_is_published_per_service_and_per_version(
 
 
 def test_responses_are_counted_by_status_class(capsys: pytest.CaptureFixture[str]) -> None:
-    metrics = Metrics(namespace=telemetry.NAMESPACE, service="api")
+    metrics = Metrics(namespace=metric_names.NAMESPACE, service="api")
     invoke(metrics, {telemetry.VERSION_ENV: "3"}, [200, 404, 500, 502, 0])
     (document,) = emf_documents(capsys.readouterr().out)
     assert document["http_responses_total"] == [1.0] * 5
@@ -69,7 +70,7 @@ def test_responses_are_counted_by_status_class(capsys: pytest.CaptureFixture[str
 def test_dimension_sets_do_not_pile_up_across_invocations(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    metrics = Metrics(namespace=telemetry.NAMESPACE, service="api")
+    metrics = Metrics(namespace=metric_names.NAMESPACE, service="api")
     for version in ("7", "7", "8"):
         invoke(metrics, {telemetry.VERSION_ENV: version}, [200])
     documents = emf_documents(capsys.readouterr().out)
@@ -80,7 +81,7 @@ def test_dimension_sets_do_not_pile_up_across_invocations(
 
 
 def test_outside_lambda_only_the_service_dimension(capsys: pytest.CaptureFixture[str]) -> None:
-    metrics = Metrics(namespace=telemetry.NAMESPACE, service="api")
+    metrics = Metrics(namespace=metric_names.NAMESPACE, service="api")
     assert telemetry.add_version_dimensions(metrics, "api", {}) is None
     invoke(metrics, {telemetry.VERSION_ENV: "  "}, [200])
     (document,) = emf_documents(capsys.readouterr().out)
