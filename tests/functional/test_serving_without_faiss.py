@@ -20,6 +20,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from unit.no_faiss import BLOCK_FAISS
+
 from functional.serving_harness import REPO
 from learnrec.bundle import MANIFEST_FILE, write_manifest
 from learnrec.data.dataset import Dataset
@@ -31,18 +33,9 @@ from learnrec.serving.model_store import LocalModelStore, promote
 from learnrec.serving.recommender import Fallback, ModelBundle, Recommender, RecommendOptions
 
 # Runs in the child: block faiss first, then serve through the real handler.
-CHILD = r"""
-import importlib.abc, json, sys
-
-
-class NoFaiss(importlib.abc.MetaPathFinder):
-    def find_spec(self, name, path=None, target=None):
-        if name == "faiss" or name.startswith("faiss."):
-            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
-        return None
-
-
-sys.meta_path.insert(0, NoFaiss())
+CHILD = (
+    BLOCK_FAISS
+    + r"""
 spec = json.loads(sys.argv[1])
 
 import importlib.util
@@ -88,6 +81,7 @@ answers["similar_down"] = call(f"/similar/{items[0].content_id}", {"k": "3"})
 answers["faiss_imported"] = any(m == "faiss" or m.startswith("faiss.") for m in sys.modules)
 print(json.dumps(answers))
 """
+)
 
 
 def test_the_api_serves_with_opensearch_and_without_faiss(

@@ -18,6 +18,7 @@ import pytest
 from learnrec.retrieval.candidates import ExactIndex
 from learnrec.retrieval.faiss_index import FaissIndex
 from learnrec.retrieval.index import IndexedItem, ItemFilter, VectorIndex
+from unit.no_faiss import BLOCK_FAISS
 
 DIM = 16
 TOPICS = [f"t{i}" for i in range(8)]
@@ -112,16 +113,9 @@ def test_a_saved_faiss_index_loads_for_exact_search_with_the_same_answers(
         assert exact.search(query, 15, item_filter) == built.search(query, 15, item_filter)
 
 
-BLOCKED_LOAD = r"""
-import importlib.abc, json, sys
-
-class NoFaiss(importlib.abc.MetaPathFinder):
-    def find_spec(self, name, path=None, target=None):
-        if name == "faiss" or name.startswith("faiss."):
-            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
-        return None
-
-sys.meta_path.insert(0, NoFaiss())
+BLOCKED_LOAD = (
+    BLOCK_FAISS
+    + r"""
 import numpy as np
 from learnrec.retrieval.faiss_index import FaissIndex
 
@@ -136,6 +130,7 @@ except ModuleNotFoundError:
 print(json.dumps({"hits": [h.content_id for h in hits], "graph": graph,
                   "faiss": any(m.split(".")[0] == "faiss" for m in sys.modules)}))
 """
+)
 
 
 def test_exact_loading_needs_no_faiss(tmp_path: Path) -> None:
